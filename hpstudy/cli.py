@@ -1,0 +1,219 @@
+"""The command line: the only place that prints or exits. Subcommands map to plain functions."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from hpstudy import __version__
+from hpstudy.errors import UserError
+from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+SUMMARY_ROWS = 5  # best trials shown in the final table
+
+
+# ------------------------------------------------------------------------------- formatting
+
+
+def _params(trial: FrozenTrial) -> str:
+    """A trial's searched parameters, compactly."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in trial.params.items())
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)]
+    return min(done, key=lambda t: (t.value, t.number)) if done else None
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
+    """One line per finished trial: number, state, validation loss, parameters, best so far."""
+    state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned",
+             TrialState.FAIL: "failed"}.get(trial.state, trial.state.name.lower())
+    loss = trial.value if trial.value is not None else (
+        trial.intermediate_values[max(trial.intermediate_values)]
+        if trial.intermediate_values else math.nan)
+    best = _best(study)
+    best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
+    seconds = trial.duration.total_seconds() if trial.duration else math.nan
+    reason = f"  [{trial.user_attrs['fail_reason']}]" if "fail_reason" in trial.user_attrs else ""
+    return (f"trial {trial.number:>4}  {state:<6}  val_loss {loss:8.4f}  "
+            f"val_acc {_percent(trial.user_attrs.get('val_acc')):>6}  {seconds:5.1f}s  "
+            f"{best_text}  | {_params(trial)}{reason}")
+
+
+def summary(study: optuna.Study, outcome_selection: object, config: object, stores: object,
+            reason: str = "") -> str:
+    """The closing table: the best trials, the champion, warnings, and where to look."""
+    from hpstudy.space import on_edge
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    lines = [f"\nStudy '{study.study_name}': {len(trials)} trials in all "
+             f"({counts[TrialState.COMPLETE]} done, {counts[TrialState.PRUNED]} pruned, "
+             f"{counts[TrialState.FAIL]} failed)", ""]
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: (t.value, t.number))[:SUMMARY_ROWS]
+    names = list(done[0].params) if done else []
+    lines.append(f"{'rank':>4} {'trial':>5} {'val_loss':>9} {'val_acc':>7}  "
+                 + "  ".join(f"{n:>10}" for n in names))
+    for rank, t in enumerate(done, 1):
+        values = "  ".join(f"{t.params[n]:>10.4g}" for n in names)
+        lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
+                     f"{_percent(t.user_attrs.get('val_acc')):>7}  {values}")
+    selection = outcome_selection
+    if selection is not None:
+        lines += ["", f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), "
+                  f"test loss {selection.test_loss:.4f}, test accuracy "
+                  f"{_percent(selection.test_acc)} -> {selection.model_uri} "
+                  f"(version {selection.version})"]
+        best = study.trials[selection.trial]
+        for name, value in best.params.items():
+            if on_edge(config.search[name], value):
+                lines.append(f"Note: the best {name} = {value:.4g} lies at the edge of its "
+                             f"search range; consider widening [search] {name}.")
+    elif reason:
+        lines += ["", f"No champion: {reason}"]
+    lines += ["", "Compare trials:  mlflow ui --backend-store-uri " + stores.tracking_uri,
+              f"Load the model:  mlflow.pyfunc.load_model('models:/{study.study_name}@champion')"
+              f"  (tracking URI {stores.tracking_uri})"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """Run trials of a study, log them to MLflow, and select the champion."""
+    from hpstudy.config import load_study
+    from hpstudy.runner import Stores, optimize
+
+    config = load_study(args.study)
+    stores = Stores(args.storage, args.tracking_uri)
+    trials = args.trials or (None if args.timeout else config.trials)
+    print(f"Study '{config.name}' ({config.path}): {trials or 'as many as fit in the timeout'} "
+          f"trials of {config.model.architecture} on {config.data.name}, "
+          f"{config.train.epochs} epochs each")
+    with tqdm(total=trials, unit="trial", desc=config.name, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        def on_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            bar.write(trial_line(study, trial))
+            bar.update()
+
+        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial)
+    print(summary(outcome.study, outcome.selection, config, stores, outcome.no_selection_reason))
+    return EXIT_OK
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Choose the champion again among all trials of a study."""
+    from hpstudy.config import load_study
+    from hpstudy.runner import Stores, select_only
+
+    config = load_study(args.study)
+    stores = Stores(args.storage, args.tracking_uri)
+    selection = select_only(config, stores)
+    print(f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), test loss "
+          f"{selection.test_loss:.4f}, test accuracy {_percent(selection.test_acc)} -> "
+          f"{selection.model_uri} (version {selection.version})")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Show the studies, datasets and architectures hpstudy knows."""
+    from hpstudy.config import list_studies
+    from hpstudy.data import DATASETS
+    from hpstudy.models import MODELS
+
+    print("Studies (hpstudy optimize --study NAME):")
+    for name, description in list_studies():
+        print(f"  {name:<24} {description}")
+    print("\nDatasets ([data] name):")
+    for name, spec in DATASETS.items():
+        print(f"  {name:<24} {spec.description}")
+    print("\nArchitectures ([model] architecture):")
+    for name, arch in MODELS.items():
+        print(f"  {name:<24} width: {arch.width}\n  {'':<24} depth: {arch.depth}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `hpstudy` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="hpstudy", description="Hyperparameter studies for small neural networks: Optuna "
+        "searches, every trial tracked in MLflow, the best model registered as champion.")
+    parser.add_argument("--version", action="version", version=f"hpstudy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def stores(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, metavar="NAME",
+                       help="a study in studies/ (e.g. digits_mlp) or a path to a .toml file")
+        p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
+                       help="Optuna storage URL (default: %(default)s)")
+        p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
+                       help="MLflow tracking URI (default: %(default)s)")
+
+    p = commands.add_parser("optimize", help=cmd_optimize.__doc__,
+                            description=cmd_optimize.__doc__ + " Running it again continues "
+                            "the same study.")
+    stores(p)
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="trials to run now (default: the study file's `trials`)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop starting new trials after this long")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(handler=cmd_optimize)
+
+    p = commands.add_parser("select", help=cmd_select.__doc__, description=cmd_select.__doc__)
+    stores(p)
+    p.set_defaults(handler=cmd_select)
+
+    p = commands.add_parser("list", help=cmd_list.__doc__, description=cmd_list.__doc__)
+    p.set_defaults(handler=cmd_list)
+    return parser
+
+
+def _quiet() -> None:
+    """Leave the terminal to hpstudy's own lines: libraries speak only when something is wrong."""
+    from hpstudy.tracking import quiet
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    quiet()
+    for module in ("mlflow", "optuna"):
+        warnings.filterwarnings("ignore", module=module)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `hpstudy` and `python -m hpstudy`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "trials", None) is not None and args.trials < 1:
+        print(f"hpstudy: error: --trials: expected an integer >= 1, given {args.trials}.",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    _quiet()
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"hpstudy: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\nhpstudy: interrupted. Finished trials are saved; run the same command to "
+              "continue the study.", file=sys.stderr)
+        return EXIT_INTERRUPTED

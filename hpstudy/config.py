@@ -1,0 +1,197 @@
+"""Study files: find `studies/NAME.toml`, parse it and validate it into a StudyConfig.
+
+A study file is data only. Each table maps onto a dataclass; an unknown key, a wrong
+type or an impossible value is a `ConfigError` that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hpstudy.errors import ConfigError, UserError
+from hpstudy.space import Param, parse_search
+from hpstudy.tables import build, check_type, one_of, require
+
+STUDIES_DIR = Path("studies")  # looked up relative to the working directory first
+BUNDLED_STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"  # then beside the package
+
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: which dataset and its options (see `hpstudy list`)."""
+
+    name: str
+    options: Any  # the dataset's own options dataclass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]: which architecture and its options."""
+
+    architecture: str
+    options: Any  # the architecture's own options dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """[train]: the settings every trial shares."""
+
+    epochs: int  # passes over the training split
+    batch_size: int  # examples per optimizer step
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    seed: int = 0  # weight init and shuffling: the same parameters give the same result
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """[sampler] or [pruner]: an Optuna class by name, with its keyword arguments."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A whole study file, validated."""
+
+    name: str  # the file's stem; also the Optuna study, MLflow experiment and model name
+    path: Path
+    description: str
+    trials: int  # trials per `optimize` call unless --trials says otherwise
+    metric: Literal["val_loss"]
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    search: dict[str, Param]
+    sampler: PluginConfig
+    pruner: PluginConfig
+
+    def fixed_params(self) -> dict[str, Any]:
+        """Every setting a trial does not search, flattened for logging."""
+        flat: dict[str, Any] = {"dataset": self.data.name, "architecture": self.model.architecture}
+        flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()})
+        flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()})
+        flat.update(dataclasses.asdict(self.train))
+        flat.update({k: p.value for k, p in self.search.items() if not p.searched})
+        return flat
+
+
+@dataclass(frozen=True)
+class _TopLevel:
+    description: str = ""  # one line shown by `hpstudy list`
+    trials: int = 20
+    metric: Literal["val_loss"] = "val_loss"
+    data: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
+    sampler: dict = field(default_factory=dict)
+    pruner: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
+        for section in ("data", "model", "train", "search"):
+            require(bool(getattr(self, section)), section, f"a [{section}] table", "nothing",
+                    f"Add a [{section}] table.")
+
+
+def find_study(name_or_path: str) -> Path:
+    """The study file for `--study`: a path, or NAME looked up as studies/NAME.toml."""
+    given = Path(name_or_path)
+    if given.suffix and given.is_file():
+        return given
+    for folder in (STUDIES_DIR, BUNDLED_STUDIES_DIR):
+        candidate = folder / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in (STUDIES_DIR, BUNDLED_STUDIES_DIR) for p in d.glob("*.toml")})
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise UserError(
+        f"--study {name_or_path}: no such study file (looked for {STUDIES_DIR / name_or_path}.toml"
+        f" and {BUNDLED_STUDIES_DIR / name_or_path}.toml).{hint}"
+        f" Known studies: {', '.join(known) or 'none'}; or give a path to a .toml file.")
+
+
+def list_studies() -> list[tuple[str, str]]:
+    """(name, description) of every study file that `--study NAME` can find."""
+    found: dict[str, str] = {}
+    for folder in (BUNDLED_STUDIES_DIR, STUDIES_DIR):  # the working directory's win
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                with path.open("rb") as fh:
+                    found[path.stem] = str(tomllib.load(fh).get("description", ""))
+            except (OSError, tomllib.TOMLDecodeError) as error:
+                found[path.stem] = f"(unreadable: {error})"
+    return sorted(found.items())
+
+
+def load_study(name_or_path: str) -> StudyConfig:
+    """Find, parse and validate a study file; any mistake is a ConfigError naming the file."""
+    path = find_study(name_or_path)
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML: {error}. Fix the syntax there.") from None
+    try:
+        return _parse(raw, path)
+    except ConfigError as error:
+        raise error.within(path=str(path)) from None
+
+
+def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
+    """A StudyConfig from the parsed TOML document."""
+    from hpstudy.data import DATASETS  # registries import torch; keep `config` itself light
+    from hpstudy.models import MODELS
+    from hpstudy.study import PRUNERS, SAMPLERS, check_plugin
+
+    top = build(_TopLevel, raw)
+    data = _with_options(top.data, "data", "name", DATASETS)
+    model = _with_options(top.model, "model", "architecture", MODELS)
+    search = parse_search(top.search)
+    arch = MODELS[model.architecture]
+    for name in ("width", "depth", "dropout"):
+        require(name in arch.uses or not search[name].searched, f"search.{name}",
+                f"a fixed value ('{model.architecture}' has no {name})", "a range",
+                f"Remove search.{name} or pick an architecture that uses it.")
+    train = build(TrainConfig, top.train, "train")
+    require(train.optimizer != "adam" or not search["momentum"].searched, "search.momentum",
+            "no momentum search with train.optimizer = 'adam' (Adam has no momentum setting)",
+            "a range", "Remove search.momentum or use sgd or rmsprop.")
+    sampler = _plugin(top.sampler, "sampler", "tpe", SAMPLERS)
+    pruner = _plugin(top.pruner, "pruner", "median", PRUNERS)
+    check_plugin(SAMPLERS, sampler, "sampler")
+    check_plugin(PRUNERS, pruner, "pruner")
+    return StudyConfig(
+        name=path.stem, path=path, description=top.description, trials=top.trials,
+        metric=top.metric, data=data, model=model, train=train,
+        search=search, sampler=sampler, pruner=pruner)
+
+
+def _with_options(table: Mapping[str, Any], section: str, key: str, registry: Mapping) -> Any:
+    """[data] or [model]: the registry entry named by `key`, its options validated by its class."""
+    require(key in table, f"{section}.{key}", f"one of {', '.join(registry)}", "nothing (missing)")
+    name = one_of(check_type(table[key], str, f"{section}.{key}"), registry, f"{section}.{key}")
+    options = build(registry[name].options, {k: v for k, v in table.items() if k != key}, section)
+    cls = DataConfig if section == "data" else ModelConfig
+    return cls(name, options)
+
+
+def _plugin(table: Mapping[str, Any], section: str, default: str, registry: Mapping
+            ) -> PluginConfig:
+    """[sampler] or [pruner]: a known name and the keyword arguments for its Optuna class."""
+    name = check_type(table.get("name", default), str, f"{section}.name")
+    one_of(name, registry, f"{section}.name")
+    return PluginConfig(name, {k: v for k, v in table.items() if k != "name"})

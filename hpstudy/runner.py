@@ -1,0 +1,119 @@
+"""Whole operations: `optimize` (data -> study -> trials -> selection) and `select` alone.
+
+Everything that can be wrong with the input (the study file, the data, the search space
+against the data) is checked before any store is opened, so bad input writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from hpstudy import data as datasets
+from hpstudy.config import StudyConfig
+from hpstudy.errors import ConfigError, UserError
+from hpstudy.models import build_model
+from hpstudy.objective import Objective
+from hpstudy.select import Selection, best_trial, select
+from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from hpstudy.study import load_existing, open_study
+from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
+from hpstudy.train import Diverged, describe_device, pick_device
+
+TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where the Optuna study and the MLflow runs are kept."""
+
+    storage: str = DEFAULT_STORAGE
+    tracking_uri: str = DEFAULT_TRACKING_URI
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `optimize` leaves behind."""
+
+    study: optuna.Study
+    run_id: str  # the MLflow parent run of this call
+    selection: Selection | None  # None when no trial has completed yet
+    no_selection_reason: str = ""
+
+
+def load_data(config: StudyConfig) -> datasets.Dataset:
+    """The study's dataset, after checking the search space can build a model for it."""
+    data = datasets.load(config.data.name, config.data.options)
+    widths, depths = config.search["width"].extremes(), config.search["depth"].extremes()
+    for width in widths:
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no time
+                build_model(config.model.architecture, config.model.options, data.input_shape,
+                            data.num_outputs, data.mean, data.std, width, depths[1])
+        except ValueError as error:
+            raise ConfigError("search.depth", f"a depth that fits {data.input_shape} inputs",
+                              depths[1], str(error), str(config.path)) from None
+    return data
+
+
+def resolve_device(name: str) -> torch.device:
+    """The training device for `--device`, refusing CUDA where there is none."""
+    device = pick_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is visible here. Use --device cpu "
+                        "or auto.")
+    return device
+
+
+def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
+             timeout: float | None = None, device: str = "auto",
+             on_trial: TrialCallback | None = None) -> Outcome:
+    """Run trials of the study (continuing it if it exists), then select the champion."""
+    torch_device = resolve_device(device)
+    data = load_data(config)  # every input check happens before the first write
+    study = open_study(config, stores.storage)
+    tracker = Tracker(stores.tracking_uri, config.name)
+    first = len(study.trials)
+    run_id = tracker.start_run(
+        f"optimize from trial {first}",
+        params=config.fixed_params() | {"trials": trials or config.trials, "timeout_s": timeout,
+                                        "device": describe_device(torch_device)},
+        tags={"optuna.study": config.name, "hpstudy.command": "optimize",
+              "optuna.storage": stores.storage})
+    tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")
+    status = FAILED
+    try:
+        study.optimize(Objective(config, data, tracker, run_id, torch_device),
+                       n_trials=trials or config.trials, timeout=timeout, catch=(Diverged,),
+                       callbacks=[on_trial] if on_trial else None)
+        try:
+            selection, reason = select(study, data, tracker, run_id), ""
+        except UserError as error:
+            selection, reason = None, str(error)
+        status = FINISHED
+    except KeyboardInterrupt:
+        status = KILLED
+        raise
+    finally:
+        tracker.end_run(run_id, status)
+    return Outcome(study, run_id, selection, reason)
+
+
+def select_only(config: StudyConfig, stores: Stores) -> Selection:
+    """`hpstudy select`: choose again among all trials so far, in a run of its own."""
+    data = load_data(config)
+    study = load_existing(config.name, stores.storage)
+    best_trial(study)  # fails early, before a run is created, when there is nothing to select
+    tracker = Tracker(stores.tracking_uri, config.name)
+    run_id = tracker.start_run("select", tags={"optuna.study": config.name,
+                                               "hpstudy.command": "select"})
+    status = FAILED
+    try:
+        selection = select(study, data, tracker, run_id)
+        status = FINISHED
+    finally:
+        tracker.end_run(run_id, status)
+    return selection

@@ -1,0 +1,86 @@
+"""Optuna: samplers and pruners by name, and the persistent study that `optimize` continues."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from hpstudy import storage
+from hpstudy.errors import ConfigError, UserError
+from hpstudy.tables import known_key
+
+if TYPE_CHECKING:
+    from hpstudy.config import PluginConfig, StudyConfig
+
+SAMPLERS: dict[str, type] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "gp": optuna.samplers.GPSampler,
+    "qmc": optuna.samplers.QMCSampler,
+}
+PRUNERS: dict[str, type] = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def _keywords(cls: type) -> list[str]:
+    """The keyword arguments an Optuna class accepts."""
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [n for n, p in inspect.signature(cls).parameters.items() if p.kind in kinds]
+
+
+def make(registry: Mapping[str, type], plugin: PluginConfig, seed_offset: int = 0) -> Any:
+    """The sampler or pruner `plugin` names; a seed, if given, is moved on by `seed_offset`."""
+    options = dict(plugin.options)
+    if "seed" in options:
+        options["seed"] += seed_offset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return registry[plugin.name](**options)
+
+
+def check_plugin(registry: Mapping[str, type], plugin: PluginConfig, section: str) -> None:
+    """Raise a ConfigError unless the Optuna class accepts these options."""
+    cls = registry[plugin.name]
+    for key in plugin.options:
+        known_key(key, ["name", *_keywords(cls)], section)
+    try:
+        make(registry, plugin)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(section, f"options that {cls.__name__} accepts", plugin.options,
+                          f"Optuna says: {error}") from None
+
+
+def open_study(config: StudyConfig, storage_url: str) -> optuna.Study:
+    """The study named after the study file, created on first use and continued after.
+
+    A seeded sampler is reseeded with the number of trials already in the study, so a
+    continued study does not replay the random start of the first call, and the same
+    sequence of calls still gives the same trials.
+    """
+    storage.prepare(storage_url)
+    study = optuna.create_study(storage=storage_url, study_name=config.name, direction="minimize",
+                                load_if_exists=True, pruner=make(PRUNERS, config.pruner))
+    study.sampler = make(SAMPLERS, config.sampler, seed_offset=len(study.trials))
+    return study
+
+
+def load_existing(name: str, storage_url: str) -> optuna.Study:
+    """A study that `optimize` has created before; a UserError if there is none."""
+    if storage.sqlite_file(storage_url) and not storage.sqlite_file(storage_url).exists():
+        names: list[str] = []
+    else:
+        names = optuna.get_all_study_names(storage_url)
+    if name not in names:
+        raise UserError(f"no Optuna study '{name}' in {storage_url} (it has: "
+                        f"{', '.join(names) or 'none'}). Run `hpstudy optimize --study {name}` "
+                        "first, or pass the --storage it used.")
+    return optuna.load_study(study_name=name, storage=storage_url)

@@ -1,0 +1,143 @@
+"""The training loop: knows tensors, models and optimizers; nothing of Optuna or MLflow.
+
+Batches are sliced from tensors already on the device; the loss and accuracy are summed
+on the device and read back once per epoch (one host synchronisation per epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hpstudy.data import Dataset, Split
+
+EVAL_BATCH = 4096  # examples per forward pass when evaluating: no gradients, so go large
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything about how one model is trained."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str  # sgd | adam | rmsprop
+    lr: float
+    momentum: float = 0.0  # SGD and RMSprop only
+    weight_decay: float = 0.0
+    seed: int = 0  # shuffling order (weight init is seeded by the caller before building)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; accuracies are NaN for regression."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's batches, in training mode
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float  # wall time of the epoch, validation included
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite: the learning rate is too high for this model."""
+
+    def __init__(self, history: list[EpochMetrics]):
+        self.history = history
+        super().__init__(f"loss became non-finite at epoch {history[-1].epoch}")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: the first CUDA device if there is one, else the CPU; otherwise as named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)' or 'cpu'."""
+    if device.type == "cuda":
+        index = device.index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The optimizer the recipe names."""
+    params, lr, wd = model.parameters(), recipe.lr, recipe.weight_decay
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=wd)
+    if recipe.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=recipe.momentum, weight_decay=wd)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
+
+
+def loss_and_hits(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and correct predictions of a batch (cross-entropy, or MSE for float targets)."""
+    if y.is_floating_point():
+        return F.mse_loss(out, y, reduction="sum") / y.shape[1], torch.zeros((), device=y.device)
+    return F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) == y).sum()
+
+
+@torch.no_grad()
+def evaluate_lazy(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over `split` as device tensors; the caller sets eval mode."""
+    loss, hits = torch.zeros((), device=split.y.device), torch.zeros((), device=split.y.device)
+    for start in range(0, len(split), EVAL_BATCH):
+        batch_loss, batch_hits = loss_and_hits(model(split.x[start:start + EVAL_BATCH]),
+                                               split.y[start:start + EVAL_BATCH])
+        loss, hits = loss + batch_loss, hits + batch_hits
+    return loss / len(split), hits / len(split)
+
+
+def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression) of `model` on `split`."""
+    loss, acc = evaluate_lazy(model, split)
+    return loss.item(), acc.item() if not split.y.is_floating_point() else math.nan
+
+
+def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
+        on_epoch: Callable[[EpochMetrics], None] | None = None) -> list[EpochMetrics]:
+    """Train `model` on data.train, validating on data.val after every epoch.
+
+    `on_epoch` sees each epoch's metrics and may raise to stop training early (a pruner).
+    Raises Diverged when the loss stops being finite.
+    """
+    model.to(device)
+    train, val = data.train.to(device), data.val.to(device)
+    optimizer = make_optimizer(model, recipe)
+    order = torch.Generator(device=device).manual_seed(recipe.seed)
+    classify = data.task == "classification"
+    history: list[EpochMetrics] = []
+    for epoch in range(1, recipe.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loss_sum, hits = torch.zeros((), device=device), torch.zeros((), device=device)
+        permutation = torch.randperm(len(train), device=device, generator=order)
+        for batch in permutation.split(recipe.batch_size):
+            loss, batch_hits = loss_and_hits(model(train.x[batch]), train.y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            (loss / len(batch)).backward()
+            optimizer.step()
+            loss_sum, hits = loss_sum + loss.detach(), hits + batch_hits
+        model.eval()
+        val_loss, val_acc = evaluate_lazy(model, val)
+        numbers = torch.stack([loss_sum / len(train), hits / len(train), val_loss, val_acc])
+        train_loss, train_acc, val_loss_f, val_acc_f = numbers.tolist()  # the epoch's one sync
+        if not classify:
+            train_acc = val_acc_f = math.nan
+        history.append(EpochMetrics(epoch, train_loss, train_acc, val_loss_f, val_acc_f,
+                                    time.perf_counter() - started))
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss_f)):
+            raise Diverged(history)
+        if on_epoch is not None:
+            on_epoch(history[-1])
+    return history

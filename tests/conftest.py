@@ -1,0 +1,83 @@
+"""Shared fixtures: real MLflow and Optuna stores in a temporary folder, tiny study files."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpstudy.runner import Stores
+
+TINY_STUDY = """
+description = "a tiny digits study for tests"
+trials = 3
+metric = "val_loss"
+
+[data]
+name = "digits"
+val_fraction = 0.2
+test_fraction = 0.2
+split_seed = 0
+
+[model]
+architecture = "mlp"
+
+[train]
+epochs = 3
+batch_size = 64
+optimizer = "sgd"
+seed = 0
+
+[search]
+lr = { low = 0.01, high = 0.3, log = true }
+momentum = { low = 0.0, high = 0.9 }
+width = { choices = [16, 32] }
+depth = { low = 1, high = 2 }
+
+[sampler]
+name = "tpe"
+seed = 0
+
+[pruner]
+name = "none"
+"""
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Stores:
+    """An Optuna storage and an MLflow store, both sqlite files under tmp_path."""
+    return Stores(storage=f"sqlite:///{tmp_path}/optuna.db",
+                  tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+@pytest.fixture
+def write_study(tmp_path: Path):
+    """Write a study file named NAME.toml under tmp_path; `replace` edits the tiny study."""
+
+    def write(name: str = "tiny", text: str = TINY_STUDY,
+              replace: dict[str, str] | None = None) -> Path:
+        for old, new in (replace or {}).items():
+            assert old in text, f"test bug: {old!r} is not in the study text"
+            text = text.replace(old, new)
+        path = tmp_path / f"{name}.toml"
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny real study, optimized twice (3 then 2 trials) into real sqlite stores."""
+    from hpstudy.config import load_study
+    from hpstudy.runner import optimize
+
+    folder = tmp_path_factory.mktemp("finished")
+    path = folder / "tiny.toml"
+    path.write_text(TINY_STUDY)
+    config = load_study(str(path))
+    stores = Stores(f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db")
+    first = optimize(config, stores, trials=3, device="cpu")
+    second = optimize(config, stores, trials=2, device="cpu")
+    return config, stores, first, second

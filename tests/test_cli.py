@@ -1,0 +1,88 @@
+"""The command line: exit codes, messages, and that bad input leaves no trace in any store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpstudy.cli import main
+
+
+def cli(*args: str, stores) -> int:
+    return main([*args, "--storage", stores.storage, "--tracking-uri", stores.tracking_uri])
+
+
+def nothing_written(stores) -> bool:
+    return not any(Path(uri.removeprefix("sqlite:///")).exists()
+                   for uri in (stores.storage, stores.tracking_uri))
+
+
+@pytest.mark.parametrize(("replace", "message"), [
+    ({"epochs = 3": "epcohs = 3"}, "train: expected one of the keys epochs, batch_size"),
+    ({"low = 0.01, high = 0.3": "low = 0.3, high = 0.01"}, "search.lr: expected low < high"),
+    ({'architecture = "mlp"': 'architecture = "resnet"'}, "model.architecture: expected one of"),
+    ({"[model]": "[modle]"}, "top level: expected one of the keys"),
+], ids=["typo", "inverted-range", "unknown-architecture", "typo-in-table"])
+def test_bad_study_file_exits_2_with_a_message_and_writes_nothing(
+        write_study, stores, capsys, replace, message):
+    path = write_study(replace=replace)
+    assert cli("optimize", "--study", str(path), stores=stores) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpstudy: error: {path}: ") and message in err
+    assert "Traceback" not in err
+    assert nothing_written(stores)
+
+
+def test_missing_study_exits_2_and_lists_known_studies(stores, capsys):
+    assert cli("optimize", "--study", "no_such_study", stores=stores) == 2
+    err = capsys.readouterr().err
+    assert "--study no_such_study: no such study file" in err and "digits_mlp" in err
+    assert nothing_written(stores)
+
+
+def test_a_search_space_too_deep_for_the_data_is_caught_before_any_write(write_study, stores,
+                                                                         capsys):
+    path = write_study(replace={'architecture = "mlp"': 'architecture = "cnn"',
+                                "low = 1, high = 2": "low = 1, high = 5"})
+    assert cli("optimize", "--study", str(path), stores=stores) == 2
+    assert "search.depth: expected a depth that fits (1, 8, 8) inputs" in capsys.readouterr().err
+    assert nothing_written(stores)
+
+
+def test_select_before_optimize_exits_2(write_study, stores, capsys):
+    assert cli("select", "--study", str(write_study()), stores=stores) == 2
+    assert "Run `hpstudy optimize --study tiny` first" in capsys.readouterr().err
+    assert nothing_written(stores)
+
+
+def test_optimize_prints_a_line_per_trial_and_a_summary(write_study, stores, capsys):
+    path = write_study()
+    assert cli("optimize", "--study", str(path), "--trials", "2", stores=stores) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2 and all("done" in line and "val_loss" in line for line in lines)
+    assert "lr=" in lines[0] and "best " in lines[0]
+    assert "Study 'tiny': 2 trials in all (2 done, 0 pruned, 0 failed)" in out
+    assert "-> models:/tiny@champion (version 1)" in out
+    assert f"mlflow ui --backend-store-uri {stores.tracking_uri}" in out
+
+
+def test_list_shows_studies_datasets_and_what_width_and_depth_mean(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits_mlp" in out and "digits" in out and "width: hidden units" in out
+
+
+def test_the_module_and_the_console_script_both_run():
+    for command in ([sys.executable, "-m", "hpstudy", "--help"],
+                    [str(Path(sys.executable).parent / "hpstudy"), "optimize", "--help"]):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and "usage: hpstudy" in done.stdout
+
+
+def test_zero_trials_is_a_usage_error(write_study, stores, capsys):
+    assert cli("optimize", "--study", str(write_study()), "--trials", "0", stores=stores) == 2
+    assert "--trials: expected an integer >= 1, given 0" in capsys.readouterr().err

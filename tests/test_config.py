@@ -1,0 +1,124 @@
+"""Study files: every shipped one loads; every kind of mistake names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpstudy.config import BUNDLED_STUDIES_DIR, find_study, load_study
+from hpstudy.errors import ConfigError, UserError
+
+SHIPPED = sorted(BUNDLED_STUDIES_DIR.glob("*.toml"))
+
+
+def test_there_are_shipped_studies():
+    assert {"digits_mlp", "digits_cnn"} <= {p.stem for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_study_validates_and_comments_every_key(path: Path):
+    config = load_study(str(path))
+    assert config.name == path.stem
+    assert config.description
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if "=" in line.split("#")[0]:
+            assert "#" in line, f"{path.name}:{number} has a key without a comment: {line}"
+
+
+def test_a_study_is_found_by_name_or_by_path(write_study):
+    assert find_study("digits_mlp").stem == "digits_mlp"
+    path = write_study()
+    assert load_study(str(path)).name == "tiny"
+
+
+def test_the_tiny_study_parses_to_the_values_it_states(write_study):
+    config = load_study(str(write_study()))
+    assert config.train.epochs == 3 and config.train.optimizer == "sgd"
+    assert config.search["lr"].log and config.search["lr"].low == 0.01
+    assert config.search["width"].choices == (16, 32)
+    assert not config.search["weight_decay"].searched  # left out: fixed at its default
+    assert config.sampler.name == "tpe" and config.sampler.options == {"seed": 0}
+
+
+def test_missing_study_lists_the_known_ones():
+    with pytest.raises(UserError, match=r"no such study file.*digits_mlp"):
+        find_study("digits_mpl")
+
+
+def error_for(write_study, replace: dict[str, str]) -> ConfigError:
+    path = write_study(replace=replace)
+    with pytest.raises(ConfigError) as caught:
+        load_study(str(path))
+    assert str(path) in str(caught.value)  # every message names the file
+    return caught.value
+
+
+def test_typo_in_a_key_suggests_the_right_one(write_study):
+    error = error_for(write_study, {"epochs = 3": "epoch = 3"})
+    assert error.key == "train"
+    assert "unknown key 'epoch'" in str(error) and "Did you mean 'epochs'?" in str(error)
+
+
+def test_wrong_type_says_expected_and_given(write_study):
+    error = error_for(write_study, {"epochs = 3": 'epochs = "three"'})
+    assert error.key == "train.epochs"
+    assert "expected an integer" in str(error) and "'three' (str)" in str(error)
+
+
+def test_inverted_range_is_refused(write_study):
+    error = error_for(write_study, {"low = 0.01, high = 0.3": "low = 0.3, high = 0.01"})
+    assert error.key == "search.lr"
+    assert "low < high" in str(error) and "Swap them" in str(error)
+
+
+def test_empty_range_is_refused(write_study):
+    error = error_for(write_study, {"low = 1, high = 2": "low = 2, high = 2"})
+    assert error.key == "search.depth" and "non-empty range" in str(error)
+
+
+def test_log_range_must_be_positive(write_study):
+    error = error_for(write_study, {"low = 0.01, high = 0.3": "low = 0.0, high = 0.3"})
+    assert error.key == "search.lr.low"
+
+
+def test_out_of_bounds_momentum_is_refused(write_study):
+    error = error_for(write_study, {"high = 0.9 }": "high = 1.5 }"})
+    assert error.key == "search.momentum.high" and "[0, 1)" in str(error)
+
+
+def test_unknown_architecture_lists_the_choices(write_study):
+    error = error_for(write_study, {'architecture = "mlp"': 'architecture = "mpl"'})
+    assert error.key == "model.architecture"
+    assert "one of mlp, cnn" in str(error) and "Did you mean 'mlp'?" in str(error)
+
+
+def test_unknown_dataset_is_refused(write_study):
+    error = error_for(write_study, {'name = "digits"': 'name = "digitz"'})
+    assert error.key == "data.name" and "Did you mean 'digits'?" in str(error)
+
+
+def test_dataset_options_are_checked_by_the_dataset(write_study):
+    error = error_for(write_study, {"val_fraction = 0.2": "val_fraction = 0.8"})
+    assert error.key == "data.val_fraction"
+
+
+def test_unknown_search_parameter_is_refused(write_study):
+    error = error_for(write_study, {"[search]": "[search]\nlearning_rate = 0.1"})
+    assert error.key == "search" and "unknown key 'learning_rate'" in str(error)
+
+
+def test_adam_with_a_momentum_search_is_refused(write_study):
+    error = error_for(write_study, {'optimizer = "sgd"': 'optimizer = "adam"'})
+    assert error.key == "search.momentum"
+
+
+def test_sampler_options_are_checked_against_optuna(write_study):
+    error = error_for(write_study, {"seed = 0\n\n[pruner]": "seed = 0\nn_startup = 3\n\n[pruner]"})
+    assert error.key == "sampler" and "n_startup_trials" in str(error)
+
+
+def test_invalid_toml_names_the_file(write_study):
+    path = write_study(replace={"trials = 3": "trials = "})
+    with pytest.raises(UserError, match=r"tiny.toml: not valid TOML"):
+        load_study(str(path))

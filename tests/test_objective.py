@@ -1,0 +1,77 @@
+"""Trials end in MLflow as they end in Optuna: finished, pruned = killed, failed."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+from hpstudy.config import load_study
+from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG, Objective
+from hpstudy.runner import load_data
+from hpstudy.tracking import Tracker
+from hpstudy.train import Diverged
+
+
+@pytest.fixture
+def setup(write_study, stores):
+    """An objective over the tiny study, its lr range wide enough to diverge."""
+    wide = {"low = 0.01, high = 0.3": "low = 0.01, high = 1e9"}
+    config = load_study(str(write_study(replace=wide)))
+    tracker = Tracker(stores.tracking_uri, config.name)
+    parent = tracker.start_run("parent")
+    cpu = torch.device("cpu")
+    return tracker, Objective(config, load_data(config), tracker, parent, cpu)
+
+
+SANE = {"lr": 0.1, "momentum": 0.5, "width": 16, "depth": 1}
+
+
+def run_of(tracker: Tracker, trial: optuna.trial.FrozenTrial):
+    return tracker.client.get_run(trial.user_attrs["mlflow_run_id"])
+
+
+def artifacts(tracker: Tracker, run) -> set[str]:
+    return {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+
+
+def test_a_pruned_trial_is_a_killed_run_with_its_curves_but_no_model(setup):
+    tracker, objective = setup
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # prunes all
+    study.enqueue_trial(SANE)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    run = run_of(tracker, trial)
+    assert run.info.status == "KILLED"
+    assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts(tracker, run)
+    assert "model_uri" not in run.data.tags and "model_uri" not in trial.user_attrs
+    assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1]
+
+
+def test_a_diverged_trial_is_a_failed_run_and_the_study_goes_on(setup):
+    tracker, objective = setup
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.3, "momentum": 0.9, "width": 32, "depth": 2})
+    study.enqueue_trial({"lr": 0.01, "momentum": 0.0, "width": 16, "depth": 1})
+    study.enqueue_trial({"lr": 1e9, "momentum": 0.9, "width": 32, "depth": 2})
+    study.optimize(objective, n_trials=3, catch=(Diverged,))
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    failed = study.trials[2]
+    assert "non-finite" in failed.user_attrs["fail_reason"]
+    run = run_of(tracker, failed)
+    assert run.info.status == "FAILED"
+    assert CURVES_PNG in artifacts(tracker, run)
+    assert run_of(tracker, study.trials[0]).info.status == "FINISHED"
+
+
+def test_a_crash_inside_training_fails_its_run_and_reaches_the_caller(setup):
+    tracker, objective = setup
+    objective.device = torch.device("meta")  # tensors without data: training cannot finish
+    study = optuna.create_study()
+    study.enqueue_trial(SANE)
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert run_of(tracker, study.trials[0]).info.status == "FAILED"

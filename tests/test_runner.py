@@ -1,0 +1,75 @@
+"""A whole study against real stores: what a user sees in MLflow and Optuna afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG
+
+
+def runs(stores, config):
+    client = MlflowClient(stores.tracking_uri)
+    experiment = client.get_experiment_by_name(config.name)
+    return client, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def test_one_parent_run_per_call_and_one_child_per_trial(finished_study):
+    config, stores, first, second = finished_study
+    _, all_runs = runs(stores, config)
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert {r.info.run_id for r in parents} == {first.run_id, second.run_id}
+    assert len(children) == 5
+    per_parent = {p: sum(c.data.tags["mlflow.parentRunId"] == p for c in children)
+                  for p in (first.run_id, second.run_id)}
+    assert per_parent == {first.run_id: 3, second.run_id: 2}
+    assert all(r.info.status == "FINISHED" for r in all_runs)
+
+
+def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_study):
+    config, stores, _, second = finished_study
+    client, all_runs = runs(stores, config)
+    trials = {t.number: t for t in second.study.trials}
+    for run in (r for r in all_runs if "mlflow.parentRunId" in r.data.tags):
+        trial = trials[int(run.data.params["trial"])]
+        params = run.data.params
+        for name, value in trial.params.items():  # every suggested parameter, as suggested
+            assert params[name] == str(value)
+        for name in ("epochs", "batch_size", "optimizer", "dataset", "architecture", "device",
+                     "weight_decay", "dropout", "n_params"):  # and the fixed ones
+            assert name in params
+        assert params["device"] == "cpu"
+        for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == [1, 2, 3], metric  # one value per epoch, step = epoch
+        assert run.data.metrics["val_loss"] == trial.value
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts
+        model = client.get_logged_model(trial.user_attrs["model_uri"].removeprefix("models:/"))
+        assert model.source_run_id == run.info.run_id
+
+
+def test_running_optimize_twice_continues_one_study(finished_study):
+    config, stores, _, second = finished_study
+    assert optuna.get_all_study_names(stores.storage) == [config.name]
+    study = optuna.load_study(study_name=config.name, storage=stores.storage)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # no replays
+    best = min(study.trials, key=lambda t: t.value)
+    assert second.selection.trial == best.number  # selection saw trials of both calls
+
+
+def test_the_parent_run_keeps_the_study_file_and_the_test_metrics(finished_study):
+    config, stores, _, second = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    parent = client.get_run(second.run_id)
+    assert parent.data.metrics["test_acc"] == second.selection.test_acc
+    assert parent.data.metrics["test_loss"] == second.selection.test_loss
+    assert parent.data.tags["best_trial"] == str(second.selection.trial)
+    stored = client.download_artifacts(second.run_id, f"study/{config.path.name}")
+    assert Path(stored).read_text() == config.path.read_text()

@@ -1,0 +1,46 @@
+"""MLflow: one experiment per study, runs by id, models registered once per source."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hpstudy.models import MLPOptions, build_model
+from hpstudy.tracking import Tracker, load_model
+
+
+def test_an_experiment_is_created_once_with_artifacts_beside_the_database(stores, tmp_path):
+    first = Tracker(stores.tracking_uri, "study_a")
+    again = Tracker(stores.tracking_uri, "study_a")
+    assert first.experiment_id == again.experiment_id
+    location = first.client.get_experiment(first.experiment_id).artifact_location
+    assert location == (tmp_path / "artifacts" / "study_a").as_uri()
+
+
+def test_a_deleted_experiment_is_restored(stores):
+    tracker = Tracker(stores.tracking_uri, "study_b")
+    tracker.client.delete_experiment(tracker.experiment_id)
+    again = Tracker(stores.tracking_uri, "study_b")
+    assert again.client.get_experiment(again.experiment_id).lifecycle_stage == "active"
+
+
+def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
+    tracker = Tracker(stores.tracking_uri, "study_c")
+    run_id = tracker.start_run("trial-0", params={"lr": 0.1})
+    torch.manual_seed(0)
+    model = build_model("mlp", MLPOptions(), (1, 8, 8), 10, (0.3,), (0.4,), width=8, depth=1)
+    example = np.zeros((2, 1, 8, 8), dtype=np.uint8)
+    uri = tracker.log_model(run_id, model, example)
+    tracker.end_run(run_id)
+    assert tracker.client.get_run(run_id).data.tags["model_uri"] == uri
+    loaded = load_model(uri, stores.tracking_uri)
+    batch = torch.randint(0, 255, (5, 1, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), model.eval()(batch))
+    logged = tracker.client.get_logged_model(uri.removeprefix("models:/"))
+    assert logged.source_run_id == run_id
+    first = tracker.register("study_c", uri, run_id, {"trial": 0})
+    assert tracker.register("study_c", uri, run_id, {"trial": 0}) == first == "1"
+    tracker.set_alias("study_c", "champion", first)
+    assert str(tracker.version_by_alias("study_c", "champion").version) == "1"
+    assert tracker.version_by_alias("study_c", "previous") is None
