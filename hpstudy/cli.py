@@ -101,7 +101,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from hpstudy.config import load_study
     from hpstudy.runner import Stores, optimize
 
-    config = load_study(args.study)
+    config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
     trials = args.trials or (None if args.timeout else config.trials)
     print(f"Study '{config.name}' ({config.path}): {trials or 'as many as fit in the timeout'} "
@@ -123,7 +123,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from hpstudy.config import load_study
     from hpstudy.runner import Stores, select_only
 
-    config = load_study(args.study)
+    config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
     selection = select_only(config, stores)
     print(f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), test loss "
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     def stores(p: argparse.ArgumentParser) -> None:
         p.add_argument("--study", required=True, metavar="NAME",
                        help="a study in studies/ (e.g. digits_mlp) or a path to a .toml file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override a study-file key, e.g. --set train.epochs=5 (repeatable)")
         p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                        help="Optuna storage URL (default: %(default)s)")
         p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",

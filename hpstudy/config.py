@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +76,7 @@ class StudyConfig:
     search: dict[str, Param]
     sampler: PluginConfig
     pruner: PluginConfig
+    overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied on top of the file
 
     def fixed_params(self) -> dict[str, Any]:
         """Every setting a trial does not search, flattened for logging."""
@@ -137,18 +138,43 @@ def list_studies() -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def load_study(name_or_path: str) -> StudyConfig:
-    """Find, parse and validate a study file; any mistake is a ConfigError naming the file."""
+def load_study(name_or_path: str, overrides: Sequence[str] = ()) -> StudyConfig:
+    """Find, parse and validate a study file, with `--set KEY=VALUE` overrides applied.
+
+    Any mistake is a ConfigError naming the file (and the overrides, if any).
+    """
     path = find_study(name_or_path)
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML: {error}. Fix the syntax there.") from None
+    for override in overrides:
+        apply_override(raw, override)
+    where = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
     try:
-        return _parse(raw, path)
+        return dataclasses.replace(_parse(raw, path), overrides=tuple(overrides))
     except ConfigError as error:
-        raise error.within(path=str(path)) from None
+        raise error.within(path=where) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set `table.key=value` in the parsed study file; the value is read as TOML (or a string)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {override}: expected KEY=VALUE, e.g. --set train.epochs=1 or "
+                        "--set 'search.lr={low=0.01, high=0.1, log=true}'.")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word: `--set data.name=digits`
+    *tables, last = key.strip().split(".")
+    node = raw
+    for table in tables:
+        node = node.setdefault(table, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {override}: '{table}' is a value, not a table.")
+    node[last] = value
 
 
 def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:

@@ -84,7 +84,6 @@ class Objective:
             self.tracker.end_run(run_id, FAILED)
             raise
         trial.set_user_attr("model_uri", model_uri)
-        trial.set_user_attr("val_acc", history[-1].val_acc)
         self._close(trial, run_id, history, model, FINISHED)
         return history[-1].val_loss
 
@@ -92,6 +91,7 @@ class Objective:
                model: Any, status: str) -> None:
         """Log the trial's figures, then end its run with `status`."""
         if history:
+            trial.set_user_attr("val_acc", history[-1].val_acc)
             title = f"{self.config.name}: trial {trial.number}"
             self.tracker.log_figure(run_id, plots.curves(history, title), CURVES_PNG)
             self.tracker.log_figure(

@@ -80,7 +80,8 @@ def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
     run_id = tracker.start_run(
         f"optimize from trial {first}",
         params=config.fixed_params() | {"trials": trials or config.trials, "timeout_s": timeout,
-                                        "device": describe_device(torch_device)},
+                                        "device": describe_device(torch_device),
+                                        "overrides": " ".join(config.overrides)},
         tags={"optuna.study": config.name, "hpstudy.command": "optimize",
               "optuna.storage": stores.storage})
     tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")

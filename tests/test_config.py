@@ -122,3 +122,15 @@ def test_invalid_toml_names_the_file(write_study):
     path = write_study(replace={"trials = 3": "trials = "})
     with pytest.raises(UserError, match=r"tiny.toml: not valid TOML"):
         load_study(str(path))
+
+
+def test_set_overrides_keys_and_is_validated_like_the_file(write_study):
+    path = write_study()
+    config = load_study(str(path), ["train.epochs=1", "search.width={choices=[8]}",
+                                    "data.name=digits"])
+    assert config.train.epochs == 1 and config.search["width"].choices == (8,)
+    assert config.overrides == ("train.epochs=1", "search.width={choices=[8]}", "data.name=digits")
+    with pytest.raises(ConfigError, match=r"with --set train.epochs=0\): train.epochs"):
+        load_study(str(path), ["train.epochs=0"])
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        load_study(str(path), ["train.epochs"])
