@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -14,7 +17,13 @@ from tqdm import tqdm
 
 from hpstudy import __version__
 from hpstudy.errors import UserError
+from hpstudy.space import on_edge
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+if TYPE_CHECKING:
+    from hpstudy.config import StudyConfig
+    from hpstudy.runner import Outcome, Stores
+    from hpstudy.select import Decision, Selection
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 SUMMARY_ROWS = 5  # best trials shown in the final table
@@ -55,11 +64,32 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
             f"{best_text}  | {_params(trial)}{reason}")
 
 
-def summary(study: optuna.Study, outcome_selection: object, config: object, stores: object,
-            reason: str = "") -> str:
-    """The closing table: the best trials, the champion, warnings, and where to look."""
-    from hpstudy.space import on_edge
+def selection_lines(decision: Decision, selection: Selection | None = None) -> list[str]:
+    """What selection did to the champion, or (with no `selection`: a dry run) would do."""
+    best = f"trial {decision.trial} (val_loss {decision.val_loss:.4f})"
+    held = (f"version {decision.current_version} (trial {decision.current_trial}"
+            + (f", val_loss {decision.current_val_loss:.4f})" if decision.current_val_loss
+               is not None else ")"))
+    if selection is None:
+        if not decision.moves:
+            return [f"Would keep the champion, {held}: {decision.reason}."]
+        after = f"; {held} would become 'previous'" if decision.current_version else ""
+        return [f"Would make {best} the champion: {decision.reason}{after}."]
+    if not decision.moves:
+        return [f"Champion kept: {held} -> models:/{decision.name}@champion "
+                f"({decision.reason})."]
+    lines = [f"Champion: {best}, test loss {selection.test_loss:.4f}, test accuracy "
+             f"{_percent(selection.test_acc)} -> {selection.model_uri} (version "
+             f"{selection.version})"]
+    if decision.current_version:
+        lines.append(f"Previous champion: version {decision.current_version} -> "
+                     f"models:/{decision.name}@previous ({decision.reason})")
+    return lines
 
+
+def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
+    """The closing table: the best trials, the champion, warnings, and where to look."""
+    study = outcome.study
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in TrialState}
     lines = [f"\nStudy '{study.study_name}': {len(trials)} trials in all "
@@ -74,22 +104,19 @@ def summary(study: optuna.Study, outcome_selection: object, config: object, stor
         values = "  ".join(f"{t.params[n]:>10.4g}" for n in names)
         lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
                      f"{_percent(t.user_attrs.get('val_acc')):>7}  {values}")
-    selection = outcome_selection
-    if selection is not None:
-        lines += ["", f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), "
-                  f"test loss {selection.test_loss:.4f}, test accuracy "
-                  f"{_percent(selection.test_acc)} -> {selection.model_uri} "
-                  f"(version {selection.version})"]
-        best = study.trials[selection.trial]
-        for name, value in best.params.items():
-            if on_edge(config.search[name], value):
-                lines.append(f"Note: the best {name} = {value:.4g} lies at the edge of its "
-                             f"search range; consider widening [search] {name}.")
-    elif reason:
-        lines += ["", f"No champion: {reason}"]
-    lines += ["", "Compare trials:  mlflow ui --backend-store-uri " + stores.tracking_uri,
-              f"Load the model:  mlflow.pyfunc.load_model('models:/{study.study_name}@champion')"
-              f"  (tracking URI {stores.tracking_uri})"]
+    lines.append("")
+    if outcome.selection is None:
+        lines.append(f"No champion: {outcome.no_selection_reason}")
+    else:
+        lines += selection_lines(outcome.selection.decision, outcome.selection)
+        best = study.trials[outcome.selection.decision.trial]
+        lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
+                  f"consider widening [search] {name}."
+                  for name, value in best.params.items() if on_edge(config.search[name], value)]
+    lines += ["", f"Compare trials:  mlflow ui --backend-store-uri {stores.tracking_uri}",
+              f"Serve the model: hpstudy serve --study {study.study_name}"
+              + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
+                 else f" --tracking-uri {stores.tracking_uri}")]
     return "\n".join(lines)
 
 
@@ -114,7 +141,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             bar.update()
 
         outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial)
-    print(summary(outcome.study, outcome.selection, config, stores, outcome.no_selection_reason))
+    print(summary(outcome, config, stores))
     return EXIT_OK
 
 
@@ -125,10 +152,44 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
-    selection = select_only(config, stores)
-    print(f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), test loss "
-          f"{selection.test_loss:.4f}, test accuracy {_percent(selection.test_acc)} -> "
-          f"{selection.model_uri} (version {selection.version})")
+    result = select_only(config, stores, args.dry_run)
+    lines = selection_lines(result) if args.dry_run else selection_lines(result.decision, result)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
+    from hpstudy.tracking import Tracker, serve_command
+
+    name = Path(args.study).stem
+    uri = f"models:/{name}@{args.alias}"
+    if Tracker(args.tracking_uri, name).version_by_alias(name, args.alias) is None:
+        raise UserError(f"no model {uri} in {args.tracking_uri}: run `hpstudy optimize --study "
+                        f"{name}` first (or pass the --tracking-uri it used).")
+    command = serve_command(uri, args.host, args.port)
+    print(f"Serving {uri} at http://{args.host}:{args.port}/invocations (Ctrl-C stops)",
+          flush=True)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri,  # mlflow runs `uvicorn`:
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    os.execve(command[0], command, env)  # become the server: signals and exit code are its own
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict the class of image files with the champion, locally."""
+    from hpstudy.predictor import IMAGE_FIELD
+    from hpstudy.tracking import load_predictor
+
+    missing = [f for f in args.images if not Path(f).is_file()]
+    if missing:
+        raise UserError(f"no such image file: {', '.join(missing)}")
+    name = Path(args.study).stem
+    model = load_predictor(f"models:/{name}@{args.alias}", args.tracking_uri)
+    table = model.predict({IMAGE_FIELD: [Path(f).read_bytes() for f in args.images]})
+    width = max(len(f) for f in args.images)
+    for file, row in zip(args.images, table.itertuples(), strict=True):
+        print(f"{file:<{width}}  class {row.class_index:>3}  {row.class_name:<12} "
+              f"p = {max(row.probabilities):.3f}")
     return EXIT_OK
 
 
@@ -183,9 +244,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(handler=cmd_optimize)
 
-    p = commands.add_parser("select", help=cmd_select.__doc__, description=cmd_select.__doc__)
+    p = commands.add_parser("select", help=cmd_select.__doc__, description=cmd_select.__doc__
+                            + " The champion moves only if the new best beats it on the same "
+                            "validation split; the model it replaces becomes 'previous'.")
     stores(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="only say what would change; write nothing, leave the test set alone")
     p.set_defaults(handler=cmd_select)
+
+    def registry(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, metavar="NAME",
+                       help="the study whose registered model to use")
+        p.add_argument("--alias", default="champion", help="registry alias (default: champion)")
+        p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
+                       help="MLflow tracking URI (default: %(default)s)")
+
+    p = commands.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
+    registry(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=5001, help="port (default: %(default)s)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = commands.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
+    registry(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.set_defaults(handler=cmd_predict)
 
     p = commands.add_parser("list", help=cmd_list.__doc__, description=cmd_list.__doc__)
     p.set_defaults(handler=cmd_list)
@@ -200,6 +284,7 @@ def _quiet() -> None:
     quiet()
     for module in ("mlflow", "optuna"):
         warnings.filterwarnings("ignore", module=module)
+    warnings.filterwarnings("ignore", message=r".*[Tt]ype hint")  # MLflow on Predictor.predict
 
 
 def main(argv: Sequence[str] | None = None) -> int:

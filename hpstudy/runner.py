@@ -17,7 +17,7 @@ from hpstudy.config import StudyConfig
 from hpstudy.errors import ConfigError, UserError
 from hpstudy.models import build_model
 from hpstudy.objective import Objective
-from hpstudy.select import Selection, best_trial, select
+from hpstudy.select import Decision, Selection, best_trial, decide, select
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.study import load_existing, open_study
 from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
@@ -103,12 +103,18 @@ def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
     return Outcome(study, run_id, selection, reason)
 
 
-def select_only(config: StudyConfig, stores: Stores) -> Selection:
-    """`hpstudy select`: choose again among all trials so far, in a run of its own."""
+def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False
+                ) -> Selection | Decision:
+    """`hpstudy select`: choose again among all trials so far, in a run of its own.
+
+    With `dry_run`, only say what would change: no run, no registration, no test set.
+    """
     data = load_data(config)
     study = load_existing(config.name, stores.storage)
     best_trial(study)  # fails early, before a run is created, when there is nothing to select
     tracker = Tracker(stores.tracking_uri, config.name)
+    if dry_run:
+        return decide(study, data, tracker)
     run_id = tracker.start_run("select", tags={"optuna.study": config.name,
                                                "hpstudy.command": "select"})
     status = FAILED

@@ -6,34 +6,45 @@ Runs are addressed by id through `MlflowClient`, so a trial never depends on a g
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import logging
 import math
-from collections.abc import Mapping
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 from mlflow.utils.time import get_current_time_millis
 
-from hpstudy import storage
+from hpstudy import predictor, storage
 from hpstudy.errors import UserError
 from hpstudy.train import EpochMetrics
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"  # MLflow run statuses we end runs with
 MODEL_NAME = "model"  # the logged model's name inside a run
+NETWORK_FILE = "network.pt2"  # the torch.export'ed network inside a logged model
+PREDICTOR_FILE = Path(predictor.__file__)  # the served model's code, logged with every model
 PARAM_LIMIT = 6000  # MLflow's longest parameter value, in characters
 
 
 def quiet() -> None:
-    """Keep MLflow's informational chatter out of the CLI's output."""
+    """Keep MLflow's informational chatter (and download progress bars) out of the CLI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -96,15 +107,29 @@ class Tracker:
         """A text artifact (e.g. the study file that produced the run)."""
         self.client.log_text(run_id, text, filename)
 
-    def log_model(self, run_id: str, model: torch.nn.Module, example: np.ndarray) -> str:
-        """The model, moved to the CPU, with a signature and an input example; returns its URI."""
-        model = copy.deepcopy(model).cpu().eval()
-        with torch.no_grad():
-            output = model(torch.from_numpy(example)).numpy()
-        with mlflow.start_run(run_id=run_id):  # log_model attaches to the fluent active run
-            info = mlflow.pytorch.log_model(
-                model, name=MODEL_NAME, signature=infer_signature(example, output),
-                input_example=example, pip_requirements=requirements())
+    def log_model(self, run_id: str, network: torch.nn.Module, example: np.ndarray,
+                  classes: Sequence[str]) -> str:
+        """The network as a servable pyfunc (hpstudy/predictor.py); returns the model's URI.
+
+        `example` is a small batch of training-format inputs (uint8 images or float
+        features); the first one becomes the logged input example.
+        """
+        network = copy.deepcopy(network).cpu().eval()
+        image = example.ndim == 4
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / NETWORK_FILE
+            batch = torch.export.Dim("batch", min=1)
+            exported = torch.export.export(network, (torch.from_numpy(example),),
+                                           dynamic_shapes=({0: batch},))
+            torch.export.save(exported, path)
+            with mlflow.start_run(run_id=run_id):  # log_model attaches to the fluent active run
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME, python_model=str(PREDICTOR_FILE),
+                    artifacts={"network": str(path)},
+                    model_config={"input_shape": list(example.shape[1:]), "classes": list(classes)},
+                    signature=_signature(image, bool(classes)),
+                    input_example=_input_example(example[0], image),
+                    pip_requirements=requirements())
         self.client.set_tag(run_id, "model_uri", info.model_uri)  # from the run to its model
         return info.model_uri
 
@@ -143,13 +168,58 @@ class Tracker:
 
 def requirements() -> list[str]:
     """What a logged model needs to run, pinned to what trained it."""
-    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    import PIL
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
+            f"pillow=={PIL.__version__}", f"numpy=={np.__version__}"]
 
 
-def load_model(model_uri: str, tracking_uri: str) -> torch.nn.Module:
-    """A logged or registered model (e.g. models:/NAME@champion) as a callable torch module."""
+def _signature(image: bool, classify: bool) -> ModelSignature:
+    """Inputs: one image (or feature list) per row; outputs: class, name, probabilities."""
+    inputs = Schema([ColSpec(AnyType(), predictor.IMAGE_FIELD if image else
+                             predictor.FEATURE_FIELD)])
+    if not classify:
+        return ModelSignature(inputs, Schema([ColSpec(Array(DataType.double), "prediction")]))
+    return ModelSignature(inputs, Schema([
+        ColSpec(DataType.long, "class_index"), ColSpec(DataType.string, "class_name"),
+        ColSpec(Array(DataType.double), "probabilities")]))
+
+
+def _input_example(one: np.ndarray, image: bool) -> pd.DataFrame:
+    """One input as a user sends it: a base64 PNG, or a list of numbers."""
+    if not image:
+        return pd.DataFrame({predictor.FEATURE_FIELD: [one.astype(float).tolist()]})
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(one[0] if one.shape[0] == 1 else one.transpose(1, 2, 0)).save(png, "PNG")
+    return pd.DataFrame({predictor.IMAGE_FIELD: [base64.b64encode(png.getvalue()).decode()]})
+
+
+def _call(what: str, uri: str, tracking_uri: str, load: Any) -> Any:
+    """`load(uri)` against `tracking_uri`, with MLflow's errors turned into a UserError."""
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        return load(uri)
     except MlflowException as error:
-        raise UserError(f"cannot load {model_uri} from {tracking_uri}: {error.message}") from None
+        raise UserError(f"cannot load {what} {uri} from {tracking_uri}: {error.message}") from None
+
+
+def load_network(model_uri: str, tracking_uri: str) -> torch.nn.Module:
+    """The exported network inside a logged or registered model, as a callable module."""
+    def load(uri: str) -> torch.nn.Module:
+        folder = Path(mlflow.artifacts.download_artifacts(uri))  # the model's folder: small
+        return torch.export.load(folder / "artifacts" / NETWORK_FILE).module()
+
+    return _call("the network of", model_uri, tracking_uri, load)
+
+
+def load_predictor(model_uri: str, tracking_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A logged or registered model (e.g. models:/NAME@champion) as MLflow serves it."""
+    return _call("the model", model_uri, tracking_uri, mlflow.pyfunc.load_model)
+
+
+def serve_command(model_uri: str, host: str, port: int) -> list[str]:
+    """`mlflow models serve` for a model, in this Python environment."""
+    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+            "--env-manager", "local", "--host", host, "--port", str(port)]

@@ -28,4 +28,4 @@ def test_the_readme_snippet_loads_and_runs_the_champion(finished_study, capsys):
     snippet = snippet.replace("sqlite:///mlruns/mlflow.db", stores.tracking_uri)
     exec(snippet.replace("digits_mlp", config.name), {})
     printed = capsys.readouterr().out.strip()
-    assert re.fullmatch(r"\[\d( \d){4}\]", printed)
+    assert re.fullmatch(r"\[\d(, \d){4}\]", printed)

@@ -61,15 +61,18 @@ def test_running_optimize_twice_continues_one_study(finished_study):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # no replays
     best = min(study.trials, key=lambda t: t.value)
-    assert second.selection.trial == best.number  # selection saw trials of both calls
+    assert second.selection.decision.trial == best.number  # it saw trials of both calls
 
 
-def test_the_parent_run_keeps_the_study_file_and_the_test_metrics(finished_study):
-    config, stores, _, second = finished_study
+def test_parent_runs_keep_the_study_file_the_decision_and_test_metrics(finished_study):
+    config, stores, first, second = finished_study
     client = MlflowClient(stores.tracking_uri)
-    parent = client.get_run(second.run_id)
-    assert parent.data.metrics["test_acc"] == second.selection.test_acc
-    assert parent.data.metrics["test_loss"] == second.selection.test_loss
-    assert parent.data.tags["best_trial"] == str(second.selection.trial)
+    moved, kept = client.get_run(first.run_id), client.get_run(second.run_id)
+    assert moved.data.tags["champion_moved"] == "True"  # first call: there was no champion
+    assert moved.data.metrics["test_acc"] == first.selection.test_acc
+    assert moved.data.metrics["test_loss"] == first.selection.test_loss
+    assert moved.data.tags["best_trial"] == str(first.selection.decision.trial)
+    assert kept.data.tags["champion_moved"] == "False"  # second call: its best was no better
+    assert "test_acc" not in kept.data.metrics  # the test set is touched only when it moves
     stored = client.download_artifacts(second.run_id, f"study/{config.path.name}")
     assert Path(stored).read_text() == config.path.read_text()

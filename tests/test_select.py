@@ -26,27 +26,32 @@ def test_champion_alias_points_at_the_lowest_validation_loss(finished_study):
     assert champion.run_id == lowest.info.run_id
     assert champion.tags["trial"] == lowest.data.params["trial"]
     assert champion.tags["study"] == config.name
-    assert float(champion.tags["val_loss"]) == lowest.data.metrics["val_loss"]
+    assert float(champion.tags["val_loss"]) == pytest.approx(lowest.data.metrics["val_loss"])
     assert champion.tags["run_id"] == lowest.info.run_id
     assert second.selection.version == str(champion.version)
 
 
 def test_loading_the_champion_reproduces_the_logged_test_accuracy(finished_study):
-    config, stores, _, second = finished_study
+    config, stores, first, _ = finished_study
     mlflow.set_tracking_uri(stores.tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{config.name}@champion")
     test = datasets.load(config.data.name, config.data.options).test
-    logits = model.predict(test.x.numpy())
-    accuracy = float(np.mean(np.argmax(logits, axis=1) == test.y.numpy()))
-    logged = MlflowClient(stores.tracking_uri).get_run(second.run_id).data.metrics["test_acc"]
-    assert accuracy == pytest.approx(logged, abs=1e-6)
+    grey = test.x.numpy()[:, 0]  # images as people have them: H x W, uint8
+    predicted = model.predict({"image": list(grey)})
+    accuracy = float(np.mean(predicted["class_index"].to_numpy() == test.y.numpy()))
+    champion = MlflowClient(stores.tracking_uri).get_model_version_by_alias(config.name,
+                                                                          "champion")
+    assert accuracy == pytest.approx(float(champion.tags["test_acc"]), abs=1e-6)
+    assert accuracy == pytest.approx(first.selection.test_acc)  # the call that made it champion
     assert accuracy > 0.8
 
 
 def test_select_alone_keeps_the_same_champion_version(finished_study):
     config, stores, _, second = finished_study
     again = select_only(config, stores)
-    assert (again.trial, again.version) == (second.selection.trial, second.selection.version)
+    assert not again.decision.moves and "champion already" in again.decision.reason
+    assert (again.decision.trial, again.version) == (second.selection.decision.trial,
+                                                     second.selection.version)
     versions = MlflowClient(stores.tracking_uri).search_model_versions(f"name = '{config.name}'")
     assert len(versions) == len({v.source for v in versions})  # no duplicate registrations
 

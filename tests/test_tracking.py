@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from hpstudy.models import MLPOptions, build_model
-from hpstudy.tracking import Tracker, load_model
+from hpstudy.tracking import Tracker, load_network, load_predictor
 
 
 def test_an_experiment_is_created_once_with_artifacts_beside_the_database(stores, tmp_path):
@@ -30,13 +30,18 @@ def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
     torch.manual_seed(0)
     model = build_model("mlp", MLPOptions(), (1, 8, 8), 10, (0.3,), (0.4,), width=8, depth=1)
     example = np.zeros((2, 1, 8, 8), dtype=np.uint8)
-    uri = tracker.log_model(run_id, model, example)
+    uri = tracker.log_model(run_id, model, example, classes=[str(c) for c in range(10)])
     tracker.end_run(run_id)
     assert tracker.client.get_run(run_id).data.tags["model_uri"] == uri
-    loaded = load_model(uri, stores.tracking_uri)
     batch = torch.randint(0, 255, (5, 1, 8, 8), dtype=torch.uint8)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch), model.eval()(batch))
+    with torch.no_grad():  # the exported network computes what the trained one did
+        torch.testing.assert_close(load_network(uri, stores.tracking_uri)(batch),
+                                   model.eval()(batch))
+    served = load_predictor(uri, stores.tracking_uri)
+    assert served.metadata.get_input_schema().input_names() == ["image"]
+    assert served.metadata.get_output_schema().input_names() == [
+        "class_index", "class_name", "probabilities"]
+    assert served.input_example is not None  # a base64 PNG, as a client sends it
     logged = tracker.client.get_logged_model(uri.removeprefix("models:/"))
     assert logged.source_run_id == run_id
     first = tracker.register("study_c", uri, run_id, {"trial": 0})
