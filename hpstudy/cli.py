@@ -160,11 +160,11 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
-    from hpstudy.tracking import Tracker, serve_command
+    from hpstudy.tracking import registered_version, serve_command
 
     name = Path(args.study).stem
     uri = f"models:/{name}@{args.alias}"
-    if Tracker(args.tracking_uri, name).version_by_alias(name, args.alias) is None:
+    if registered_version(args.tracking_uri, name, args.alias) is None:
         raise UserError(f"no model {uri} in {args.tracking_uri}: run `hpstudy optimize --study "
                         f"{name}` first (or pass the --tracking-uri it used).")
     command = serve_command(uri, args.host, args.port)
@@ -284,7 +284,6 @@ def _quiet() -> None:
     quiet()
     for module in ("mlflow", "optuna"):
         warnings.filterwarnings("ignore", module=module)
-    warnings.filterwarnings("ignore", message=r".*[Tt]ype hint")  # MLflow on Predictor.predict
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 IMAGE_FIELD, FEATURE_FIELD = "image", "x"
@@ -37,7 +38,7 @@ class BadInput(MlflowException):
     """A request the model cannot take; MLflow's server answers it with HTTP 400."""
 
     def __init__(self, message: str):
-        super().__init__(message, error_code="INVALID_PARAMETER_VALUE")
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def decode_image(value: Any, row: int) -> np.ndarray:
@@ -137,6 +138,11 @@ def rows(model_input: Any, field: str) -> list[Any]:
 class Predictor(PythonModel):
     """An hpstudy model as MLflow serves it."""
 
+    # Inputs are validated here, with messages for people. MLflow reads type hints on
+    # `predict` as the input schema (and would then accept only `{"inputs": ...}`), so
+    # `predict` has none, and this flag stops MLflow asking for them.
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         """Load the exported network and what it was trained on."""
         config = context.model_config
@@ -144,12 +150,8 @@ class Predictor(PythonModel):
         self.classes = list(config["classes"])
         self.network = torch.export.load(context.artifacts["network"]).module()
 
-    def predict(self, context, model_input, params=None):
-        """One output row per input row: class index, name and probabilities (or values).
-
-        No type hints here on purpose: MLflow would read them as the model's input schema
-        and then accept only `{"inputs": ...}` requests.
-        """
+    def predict(self, context, model_input, params=None):  # no hints: see above
+        """One output row per input row: class index, name and probabilities (or values)."""
         if len(self.input_shape) == 3:
             values = rows(model_input, IMAGE_FIELD)
             batch = np.stack([fit_to(decode_image(v, i), *self.input_shape)

@@ -160,10 +160,7 @@ class Tracker:
 
     def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version `name@alias` points at, or None."""
-        try:
-            return self.client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            return None
+        return registered_version(self.uri, name, alias)
 
 
 def requirements() -> list[str]:
@@ -196,8 +193,26 @@ def _input_example(one: np.ndarray, image: bool) -> pd.DataFrame:
     return pd.DataFrame({predictor.IMAGE_FIELD: [base64.b64encode(png.getvalue()).decode()]})
 
 
+def _require_store(tracking_uri: str) -> None:
+    """A UserError if a sqlite tracking store does not exist (MLflow would create it)."""
+    path = storage.sqlite_file(tracking_uri)
+    if path is not None and not path.exists():
+        raise UserError(f"no MLflow store at {tracking_uri} ({path} does not exist): run "
+                        "`hpstudy optimize` first, or pass the --tracking-uri it used.")
+
+
+def registered_version(tracking_uri: str, name: str, alias: str) -> ModelVersion | None:
+    """The version `models:/name@alias` points at, or None; creates nothing."""
+    _require_store(tracking_uri)
+    try:
+        return MlflowClient(tracking_uri).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
 def _call(what: str, uri: str, tracking_uri: str, load: Any) -> Any:
     """`load(uri)` against `tracking_uri`, with MLflow's errors turned into a UserError."""
+    _require_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
         return load(uri)

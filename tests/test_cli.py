@@ -86,3 +86,44 @@ def test_the_module_and_the_console_script_both_run():
 def test_zero_trials_is_a_usage_error(write_study, stores, capsys):
     assert cli("optimize", "--study", str(write_study()), "--trials", "0", stores=stores) == 2
     assert "--trials: expected an integer >= 1, given 0" in capsys.readouterr().err
+
+
+def test_predict_prints_a_class_per_image_file(finished_study, tmp_path, capsys):
+    from PIL import Image
+
+    from hpstudy import data as datasets
+
+    config, stores, _, _ = finished_study
+    test = datasets.load(config.data.name, config.data.options).test
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"digit{i}.png"))
+        Image.fromarray(test.x[i, 0].numpy()).resize((32, 32)).save(files[-1])
+    assert main(["predict", "--study", config.name, "--tracking-uri", stores.tracking_uri,
+                 *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(" class " in line and "p = " in line for line in lines)
+    assert main(["predict", "--study", config.name, "--tracking-uri", stores.tracking_uri,
+                 str(tmp_path / "missing.png")]) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+def test_serve_and_predict_without_a_store_or_a_champion_exit_2_and_write_nothing(
+        finished_study, stores, tmp_path, capsys):
+    for command in ("serve", "predict"):
+        extra = [str(tmp_path / "x.png")] if command == "predict" else []
+        (tmp_path / "x.png").write_bytes(b"")
+        assert main([command, "--study", "tiny", "--tracking-uri", stores.tracking_uri,
+                     *extra]) == 2
+        assert "no MLflow store at" in capsys.readouterr().err
+        assert nothing_written(stores)
+    _, finished, _, _ = finished_study
+    assert main(["serve", "--study", "nothing_here", "--tracking-uri",
+                 finished.tracking_uri]) == 2
+    assert "no model models:/nothing_here@champion" in capsys.readouterr().err
+
+
+def test_select_dry_run_prints_what_would_happen(finished_study, capsys):
+    config, stores, _, _ = finished_study
+    assert cli("select", "--study", str(config.path), "--dry-run", stores=stores) == 0
+    assert capsys.readouterr().out.startswith("Would keep the champion, version 1")

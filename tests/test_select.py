@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from hpstudy import data as datasets
 from hpstudy.errors import UserError
@@ -71,3 +72,51 @@ def test_best_trial_skips_failed_and_non_finite_trials():
     study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"model_uri": "b"}))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     assert best_trial(study).user_attrs["model_uri"] == "b"
+
+
+def test_the_gate_keeps_a_better_champion_and_moves_for_a_better_model(write_study, tmp_path):
+    """Three fresh studies into one registry: good, then worse (kept), then better (moves)."""
+    from hpstudy.config import load_study
+    from hpstudy.runner import Stores, optimize
+
+    path = str(write_study())
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+
+    def run(storage: str, *overrides: str):
+        config = load_study(path, overrides)
+        return optimize(config, Stores(f"sqlite:///{tmp_path}/{storage}", tracking), trials=1,
+                        device="cpu")
+
+    client = MlflowClient(tracking)
+    first = run("a.db")
+    assert first.selection.decision.moves and first.selection.version == "1"
+
+    worse = run("b.db", "search.lr=0.001", "search.momentum=0.0", "train.epochs=1")
+    assert not worse.selection.decision.moves
+    assert "not better than the champion" in worse.selection.decision.reason
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("tiny", "previous")
+
+    config = load_study(path, ["search.lr=0.1", "search.momentum=0.9", "train.epochs=12"])
+    stores = Stores(f"sqlite:///{tmp_path}/c.db", tracking)
+    optimize_calls = len(client.search_runs([client.get_experiment_by_name("tiny")
+                                             .experiment_id]))
+    better = optimize(config, stores, trials=1, device="cpu")
+    assert better.selection.decision.moves, better.selection.decision.reason
+    assert better.selection.decision.current_version == "1"
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == \
+        better.selection.version == "2"
+    assert str(client.get_model_version_by_alias("tiny", "previous").version) == "1"
+    assert len(client.search_runs([client.get_experiment_by_name("tiny").experiment_id])) == \
+        optimize_calls + 2  # one parent and one trial run
+
+
+def test_dry_run_says_what_would_change_and_writes_nothing(finished_study):
+    config, stores, _, _ = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    experiment = client.get_experiment_by_name(config.name).experiment_id
+    runs_before = len(client.search_runs([experiment]))
+    decision = select_only(config, stores, dry_run=True)
+    assert not decision.moves and decision.current_version is not None
+    assert len(client.search_runs([experiment])) == runs_before
