@@ -43,9 +43,18 @@ def _percent(value: float | None) -> str:
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)]
-    return min(done, key=lambda t: (t.value, t.number)) if done else None
+    """The best trial so far, or None."""
+    from hpstudy.select import best_trial
+
+    try:
+        return best_trial(study)
+    except UserError:
+        return None
+
+
+def _cell(value: object) -> str:
+    """A parameter value in a 10-wide table column."""
+    return f"{value:>10.4g}" if isinstance(value, int | float) else f"{value!s:>10}"
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
@@ -97,11 +106,11 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
              f"{counts[TrialState.FAIL]} failed)", ""]
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: (t.value, t.number))[:SUMMARY_ROWS]
-    names = list(done[0].params) if done else []
+    names = list(dict.fromkeys(n for t in done for n in t.params))  # all calls' searched keys
     lines.append(f"{'rank':>4} {'trial':>5} {'val_loss':>9} {'val_acc':>7}  "
                  + "  ".join(f"{n:>10}" for n in names))
     for rank, t in enumerate(done, 1):
-        values = "  ".join(f"{t.params[n]:>10.4g}" for n in names)
+        values = "  ".join(_cell(t.params.get(n, "-")) for n in names)
         lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
                      f"{_percent(t.user_attrs.get('val_acc')):>7}  {values}")
     lines.append("")
@@ -112,7 +121,8 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
         best = study.trials[outcome.selection.decision.trial]
         lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
                   f"consider widening [search] {name}."
-                  for name, value in best.params.items() if on_edge(config.search[name], value)]
+                  for name, value in best.params.items()
+                  if name in config.search and on_edge(config.search[name], value)]
     lines += ["", f"Compare trials:  mlflow ui --backend-store-uri {stores.tracking_uri}",
               f"Serve the model: hpstudy serve --study {study.study_name}"
               + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
