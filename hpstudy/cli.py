@@ -113,7 +113,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             bar.write(trial_line(study, trial))
             bar.update()
 
-        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial)
+        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial,
+                           data_dir=args.data_dir)
     print(summary(outcome.study, outcome.selection, config, stores, outcome.no_selection_reason))
     return EXIT_OK
 
@@ -125,7 +126,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
-    selection = select_only(config, stores)
+    selection = select_only(config, stores, data_dir=args.data_dir)
     print(f"Champion: trial {selection.trial} (val_loss {selection.val_loss:.4f}), test loss "
           f"{selection.test_loss:.4f}, test accuracy {_percent(selection.test_acc)} -> "
           f"{selection.model_uri} (version {selection.version})")
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Optuna storage URL (default: %(default)s)")
         p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
                        help="MLflow tracking URI (default: %(default)s)")
+        p.add_argument("--data-dir", metavar="DIR",
+                       help="folder holding the dataset's files (default: $HPSTUDY_DATA_DIR, "
+                       "else downloads under $HPSTUDY_CACHE_DIR or ~/.cache/hpstudy)")
 
     p = commands.add_parser("optimize", help=cmd_optimize.__doc__,
                             description=cmd_optimize.__doc__ + " Running it again continues "
