@@ -150,7 +150,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             bar.write(trial_line(study, trial))
             bar.update()
 
-        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial)
+        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial,
+                           data_dir=args.data_dir)
     print(summary(outcome, config, stores))
     return EXIT_OK
 
@@ -162,7 +163,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
-    result = select_only(config, stores, args.dry_run)
+    result = select_only(config, stores, args.dry_run, data_dir=args.data_dir)
     lines = selection_lines(result) if args.dry_run else selection_lines(result.decision, result)
     print("\n".join(lines))
     return EXIT_OK
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Optuna storage URL (default: %(default)s)")
         p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
                        help="MLflow tracking URI (default: %(default)s)")
+        p.add_argument("--data-dir", metavar="DIR",
+                       help="folder holding the dataset's files (default: $HPSTUDY_DATA_DIR, "
+                       "else downloads under $HPSTUDY_CACHE_DIR or ~/.cache/hpstudy)")
 
     p = commands.add_parser("optimize", help=cmd_optimize.__doc__,
                             description=cmd_optimize.__doc__ + " Running it again continues "

@@ -188,10 +188,14 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
     model = _with_options(top.model, "model", "architecture", MODELS)
     search = parse_search(top.search)
     arch = MODELS[model.architecture]
+    derived = arch.derives(model.options)
     for name in ("width", "depth", "dropout"):
         require(name in arch.uses or not search[name].searched, f"search.{name}",
                 f"a fixed value ('{model.architecture}' has no {name})", "a range",
                 f"Remove search.{name} or pick an architecture that uses it.")
+        require(name not in derived or not search[name].searched, f"search.{name}",
+                f"a fixed value ({derived.get(name)})", "a range",
+                f"Remove search.{name}, or the model option that derives it.")
     train = build(TrainConfig, top.train, "train")
     require(train.optimizer != "adam" or not search["momentum"].searched, "search.momentum",
             "no momentum search with train.optimizer = 'adam' (Adam has no momentum setting)",

@@ -44,9 +44,12 @@ class Outcome:
     no_selection_reason: str = ""
 
 
-def load_data(config: StudyConfig) -> datasets.Dataset:
-    """The study's dataset, after checking the search space can build a model for it."""
-    data = datasets.load(config.data.name, config.data.options)
+def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Dataset:
+    """The study's dataset (files from `data_dir`), after checking the search space fits it."""
+    try:
+        data = datasets.load(config.data.name, config.data.options, data_dir)
+    except ConfigError as error:  # an option the data contradicts, e.g. a subset too large
+        raise error.within(path=str(config.path)) from None
     widths, depths = config.search["width"].extremes(), config.search["depth"].extremes()
     for width in widths:
         try:
@@ -70,10 +73,10 @@ def resolve_device(name: str) -> torch.device:
 
 def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
              timeout: float | None = None, device: str = "auto",
-             on_trial: TrialCallback | None = None) -> Outcome:
+             on_trial: TrialCallback | None = None, data_dir: str | None = None) -> Outcome:
     """Run trials of the study (continuing it if it exists), then select the champion."""
     torch_device = resolve_device(device)
-    data = load_data(config)  # every input check happens before the first write
+    data = load_data(config, data_dir)  # every input check happens before the first write
     study = open_study(config, stores.storage)
     tracker = Tracker(stores.tracking_uri, config.name)
     first = len(study.trials)
@@ -103,13 +106,13 @@ def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
     return Outcome(study, run_id, selection, reason)
 
 
-def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False
-                ) -> Selection | Decision:
+def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
+                data_dir: str | None = None) -> Selection | Decision:
     """`hpstudy select`: choose again among all trials so far, in a run of its own.
 
     With `dry_run`, only say what would change: no run, no registration, no test set.
     """
-    data = load_data(config)
+    data = load_data(config, data_dir)
     study = load_existing(config.name, stores.storage)
     best_trial(study)  # fails early, before a run is created, when there is nothing to select
     tracker = Tracker(stores.tracking_uri, config.name)

@@ -21,6 +21,7 @@ SAMPLERS: dict[str, type] = {
     "random": optuna.samplers.RandomSampler,
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "brute_force": optuna.samplers.BruteForceSampler,  # every choice once, then the study stops
 }
 PRUNERS: dict[str, type] = {
     "median": optuna.pruners.MedianPruner,

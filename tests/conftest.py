@@ -81,3 +81,18 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory):
     first = optimize(config, stores, trials=3, device="cpu")
     second = optimize(config, stores, trials=2, device="cpu")
     return config, stores, first, second
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """No test reads the user's data folder or writes to ~/.cache: both live in a temp folder."""
+    monkeypatch.delenv("HPSTUDY_DATA_DIR", raising=False)
+    monkeypatch.setenv("HPSTUDY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny real data: MNIST's four IDX files (gzipped) and CIFAR-10's batches."""
+    from data_files import write_everything
+
+    return write_everything(tmp_path_factory.mktemp("data"))

@@ -127,3 +127,22 @@ def test_select_dry_run_prints_what_would_happen(finished_study, capsys):
     config, stores, _, _ = finished_study
     assert cli("select", "--study", str(config.path), "--dry-run", stores=stores) == 0
     assert capsys.readouterr().out.startswith("Would keep the champion, version 1")
+
+
+def test_missing_data_exits_2_naming_data_dir_and_writes_nothing(tmp_path, stores, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("optimize", "--study", "cnn_cifar", "--data-dir", str(empty), stores=stores) == 2
+    err = capsys.readouterr().err
+    assert f"hpstudy: error: cifar10: no data found in {empty} (from --data-dir)" in err
+    assert "--data-dir DIR" in err and "train/<class>/*.jpg|png" in err
+    assert "Traceback" not in err
+    assert nothing_written(stores)
+
+
+def test_data_dir_reaches_the_dataset(data_dir, stores, capsys):
+    assert cli("optimize", "--study", "linear_mnist", "--trials", "1", "--data-dir", str(data_dir),
+               "--set", "train.epochs=1", "--set", "data.val_size=20", stores=stores) == 0
+    assert "Study 'linear_mnist': 1 trials in all (1 done" in capsys.readouterr().out
+    assert cli("select", "--study", "linear_mnist", "--data-dir", str(data_dir),
+               "--set", "data.val_size=20", stores=stores) == 0

@@ -134,3 +134,15 @@ def test_set_overrides_keys_and_is_validated_like_the_file(write_study):
         load_study(str(path), ["train.epochs=0"])
     with pytest.raises(UserError, match="expected KEY=VALUE"):
         load_study(str(path), ["train.epochs"])
+
+
+def test_a_width_search_under_a_parameter_budget_is_refused(write_study):
+    budget = 'architecture = "mlp"\nparam_budget = 800'
+    error = error_for(write_study, {'architecture = "mlp"': budget})
+    assert error.key == "search.width"
+    assert "model.param_budget = 800 sets the width for each depth" in str(error)
+
+
+def test_searching_what_an_architecture_does_not_use_is_refused(write_study):
+    error = error_for(write_study, {'architecture = "mlp"': 'architecture = "linear"'})
+    assert error.key == "search.width" and "'linear' has no width" in str(error)

@@ -6,7 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from hpstudy.models import MODELS, CNNOptions, MLPOptions, build_model, count_parameters
+from hpstudy.models import (
+    MODELS,
+    BNCNNOptions,
+    CNNOptions,
+    LeNet5Options,
+    LinearOptions,
+    MLPOptions,
+    build_model,
+    count_parameters,
+)
+from hpstudy.models.mlp import budget_width, mlp_parameters
 
 SHAPE, MEAN, STD = (1, 8, 8), (0.3,), (0.4,)
 
@@ -52,3 +62,57 @@ def test_normalize_turns_uint8_into_standardised_floats():
 
 def test_every_architecture_says_what_width_and_depth_mean():
     assert all(a.width and a.depth for a in MODELS.values())
+
+
+def test_linear_is_one_layer_from_pixels_to_classes():
+    model = build_model("linear", LinearOptions(), (1, 28, 28), 10, MEAN, STD, width=64, depth=3)
+    assert count_parameters(model) == 784 * 10 + 10  # report 000's 10x784 weights, plus biases
+    assert MODELS["linear"].uses == frozenset()
+
+
+def test_mlp_takes_a_tanh_activation_and_float_features():
+    model = build_model("mlp", MLPOptions(activation="tanh"), (2,), 2, (0.5, 0.5), (0.5, 0.5),
+                        width=2, depth=1)
+    assert any(isinstance(m, nn.Tanh) for m in model.modules())
+    assert count_parameters(model) == 2 * 2 + 2 + 2 * 2 + 2  # report 002's 2-2 net, two outputs
+    assert model(torch.tensor([[0.0, 1.0]])).shape == (1, 2)
+
+
+@pytest.mark.parametrize(("depth", "width"), [(1, 250), (3, 18), (7, 10)])
+def test_a_parameter_budget_sets_the_width_closest_to_it(depth, width):
+    assert budget_width(1, 1, depth, 751) == width  # report 003: 1 hidden layer of 250 is 751
+    options = MLPOptions(param_budget=751)
+    model = build_model("mlp", options, (1,), 1, (0.0,), (1.0,), width=64, depth=depth)
+    assert count_parameters(model) == mlp_parameters(1, 1, width, depth)
+    for other in (width - 1, width + 1):
+        assert abs(mlp_parameters(1, 1, other, depth) - 751) >= abs(count_parameters(model) - 751)
+
+
+def test_a_budget_too_small_for_the_depth_says_so():
+    with pytest.raises(ValueError, match="param_budget 10 is below the 16 parameters"):
+        build_model("mlp", MLPOptions(param_budget=10), (1,), 1, (0.0,), (1.0,), 8, 7)
+
+
+def test_report_002_bn_cnn_has_its_published_shape():
+    model = build_model("bn_cnn", BNCNNOptions(), (1, 28, 28), 10, MEAN, STD, width=32, depth=3)
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [32, 32, 64]
+    assert next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features == 576
+    assert count_parameters(model) == 115_690
+    assert any(isinstance(m, nn.AvgPool2d) for m in model.modules())
+
+
+def test_report_004_lenet5_has_its_published_shape():
+    model = build_model("lenet5", LeNet5Options(), (1, 28, 56), 19, MEAN, STD, width=6, depth=0,
+                        dropout=0.1)
+    linears = [(m.in_features, m.out_features) for m in model.modules()
+               if isinstance(m, nn.Linear)]
+    assert linears == [(704, 120), (120, 84), (84, 19)]
+    assert count_parameters(model) == 98_995
+    assert model.eval()(torch.zeros(3, 1, 28, 56, dtype=torch.uint8)).shape == (3, 19)
+
+
+def test_report_004_cnns_have_their_published_sizes():
+    options = CNNOptions(kernel_size=3, padding=1, fc_width=100, fc_depth=1)
+    digits = build_model("cnn", options, (1, 28, 28), 10, MEAN, STD, width=8, depth=1)
+    sums = build_model("cnn", options, (1, 28, 56), 19, MEAN, STD, width=8, depth=1)
+    assert (count_parameters(digits), count_parameters(sums)) == (157_990, 315_699)

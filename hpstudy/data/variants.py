@@ -1,0 +1,51 @@
+"""Options every dataset accepts: a seeded split, a small training subset, random labels.
+
+They act on the training split only, after the dataset has built its splits, so the
+validation and test sets stay true and the same whatever these options say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from hpstudy.data.base import Dataset, Split, from_splits, holdout
+from hpstudy.errors import ConfigError
+from hpstudy.tables import require
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataOptions:
+    """[data] keys that every dataset accepts beside its own."""
+
+    split_seed: int = 0  # seed of the split, the subset and the random labels: fixed, never changes
+    subset: int | None = None  # train on this many examples (seeded, stratified): report 000
+    random_labels: bool = False  # permute the training labels (val/test stay true): report 003
+
+    def __post_init__(self) -> None:
+        if self.subset is not None:
+            require(self.subset >= 1, "subset", "an integer >= 1 (leave it out for all)",
+                    self.subset)
+
+
+def apply_variants(data: Dataset, options: DataOptions) -> Dataset:
+    """`data` with its training split cut to `subset` and its labels randomised, as asked."""
+    train = data.train
+    if options.subset is not None:
+        require(options.subset <= len(train), "data.subset",
+                f"at most {len(train)}, the size of the training split", options.subset)
+        labels = train.y.numpy()
+        held = holdout(labels, options.subset, options.split_seed)[1]
+        train = train.take(held)
+    if options.random_labels:
+        if data.task != "classification":
+            raise ConfigError("data.random_labels", "false for a regression dataset (its targets "
+                              "are numbers, not labels)", True)
+        order = np.random.default_rng(options.split_seed).permutation(len(train))
+        train = Split(train.x, train.y[torch.from_numpy(order)])
+    if train is data.train:
+        return data
+    normalised = from_splits(train, data.val, data.test, data.classes)  # stats of what trains
+    return replace(data, train=train, mean=normalised.mean, std=normalised.std)
