@@ -136,10 +136,12 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Run trials of a study, log them to MLflow, and select the champion."""
     from hpstudy.config import load_study
-    from hpstudy.runner import Stores, optimize
+    from hpstudy.runner import Stores, load_data, optimize, resolve_device
 
     config = load_study(args.study, args.overrides)
     stores = Stores(args.storage, args.tracking_uri)
+    resolve_device(args.device)
+    data = load_data(config, args.data_dir)  # bad input stops here, before any output
     trials = args.trials or (None if args.timeout else config.trials)
     print(f"Study '{config.name}' ({config.path}): {trials or 'as many as fit in the timeout'} "
           f"trials of {config.model.architecture} on {config.data.name}, "
@@ -151,7 +153,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             bar.update()
 
         outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial,
-                           data_dir=args.data_dir)
+                           data=data)
     print(summary(outcome, config, stores))
     return EXIT_OK
 

@@ -97,4 +97,5 @@ class Objective:
             self.tracker.log_figure(run_id, plots.curves(history, title), CURVES_PNG)
             self.tracker.log_figure(
                 run_id, plots.first_layer_weights(model, self.data.input_shape, title), WEIGHTS_PNG)
+        trial.set_user_attr("logging_seconds", self.tracker.seconds(run_id))
         self.tracker.end_run(run_id, status)

@@ -73,10 +73,16 @@ def resolve_device(name: str) -> torch.device:
 
 def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
              timeout: float | None = None, device: str = "auto",
-             on_trial: TrialCallback | None = None, data_dir: str | None = None) -> Outcome:
-    """Run trials of the study (continuing it if it exists), then select the champion."""
+             on_trial: TrialCallback | None = None, data_dir: str | None = None,
+             data: datasets.Dataset | None = None) -> Outcome:
+    """Run trials of the study (continuing it if it exists), then select the champion.
+
+    `data`, if given, is what `load_data(config, data_dir)` returned (the CLI loads it
+    first, to report bad input before it shows any progress).
+    """
     torch_device = resolve_device(device)
-    data = load_data(config, data_dir)  # every input check happens before the first write
+    if data is None:
+        data = load_data(config, data_dir)  # every input check happens before the first write
     study = open_study(config, stores.storage)
     tracker = Tracker(stores.tracking_uri, config.name)
     first = len(study.trials)

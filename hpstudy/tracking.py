@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import io
 import logging
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,20 @@ PREDICTOR_FILE = Path(predictor.__file__)  # the served model's code, logged wit
 PARAM_LIMIT = 6000  # MLflow's longest parameter value, in characters
 
 
+def _timed(method: Callable) -> Callable:
+    """Count a per-run call's wall time against its run (`Tracker.seconds`)."""
+
+    @functools.wraps(method)
+    def timed(self: Tracker, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(self, run_id, *args, **kwargs)
+        finally:
+            self.spent[run_id] = self.spent.get(run_id, 0.0) + time.perf_counter() - started
+
+    return timed
+
+
 def quiet() -> None:
     """Keep MLflow's informational chatter (and download progress bars) out of the CLI."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -57,6 +73,7 @@ class Tracker:
         mlflow.set_tracking_uri(tracking_uri)  # `log_model` works on the fluent API's store
         self.uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
+        self.spent: dict[str, float] = {}  # run id -> seconds spent logging to it
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             self.experiment_id = self.client.create_experiment(
@@ -74,12 +91,19 @@ class Tracker:
         tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
+        started = time.perf_counter()
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         if params:
             self.client.log_batch(run_id, params=[Param(k, str(v)[:PARAM_LIMIT])
                                                   for k, v in params.items()])
+        self.spent[run_id] = time.perf_counter() - started
         return run_id
 
+    def seconds(self, run_id: str) -> float:
+        """Wall time spent logging to this run so far."""
+        return self.spent.get(run_id, 0.0)
+
+    @_timed
     def log_epoch(self, run_id: str, metrics: EpochMetrics) -> None:
         """One epoch's metrics with step = epoch, in one write."""
         now = get_current_time_millis()
@@ -89,24 +113,29 @@ class Tracker:
         batch = [Metric(k, v, now, metrics.epoch) for k, v in values.items() if not math.isnan(v)]
         self.client.log_batch(run_id, metrics=batch)
 
+    @_timed
     def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Single values (e.g. test metrics) on a run."""
         now = get_current_time_millis()
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
 
+    @_timed
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Tags on a run."""
         for key, value in tags.items():
             self.client.set_tag(run_id, key, str(value))
 
+    @_timed
     def log_figure(self, run_id: str, figure: Figure, filename: str) -> None:
         """A matplotlib figure as a PNG artifact."""
         self.client.log_figure(run_id, figure, filename, save_kwargs={"dpi": 100})
 
+    @_timed
     def log_text(self, run_id: str, text: str, filename: str) -> None:
         """A text artifact (e.g. the study file that produced the run)."""
         self.client.log_text(run_id, text, filename)
 
+    @_timed
     def log_model(self, run_id: str, network: torch.nn.Module, example: np.ndarray,
                   classes: Sequence[str]) -> str:
         """The network as a servable pyfunc (hpstudy/predictor.py); returns the model's URI.
@@ -134,7 +163,9 @@ class Tracker:
         return info.model_uri
 
     def end_run(self, run_id: str, status: str = FINISHED) -> None:
-        """Mark the run FINISHED, FAILED or KILLED."""
+        """Record the time spent logging to the run, then mark it FINISHED, FAILED or KILLED."""
+        spent = Metric("logging_seconds", self.spent.pop(run_id, 0.0), get_current_time_millis(), 0)
+        self.client.log_batch(run_id, metrics=[spent])
         self.client.set_terminated(run_id, status=status)
 
     # ------------------------------------------------------------------ registry

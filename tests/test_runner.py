@@ -47,6 +47,7 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == [1, 2, 3], metric  # one value per epoch, step = epoch
         assert run.data.metrics["val_loss"] == trial.value
+        assert 0 < run.data.metrics["logging_seconds"] == trial.user_attrs["logging_seconds"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts
         model = client.get_logged_model(trial.user_attrs["model_uri"].removeprefix("models:/"))
