@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from hpstudy.tables import require
+
 
 @dataclass(frozen=True)
 class Split:
@@ -75,6 +77,8 @@ def with_test_set(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, val_size: int, seed: int,
                   classes: Sequence[str]) -> Dataset:
     """A Dataset from a published train/test division: validation is held out of train."""
+    require(val_size < len(train_y), "data.val_size",
+            f"fewer than the {len(train_y)} training images", val_size)
     keep, held = holdout(train_y, val_size, seed)
     train = Split(torch.from_numpy(train_x), torch.from_numpy(train_y.astype(np.int64)))
     test = Split(torch.from_numpy(test_x), torch.from_numpy(test_y.astype(np.int64)))

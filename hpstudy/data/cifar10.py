@@ -17,9 +17,8 @@ import torchvision
 from hpstudy.data.base import Dataset, with_test_set
 from hpstudy.data.imagefolder import has_class_folders, read_train_test
 from hpstudy.data.locate import data_dir, download, missing
-from hpstudy.data.variants import DataOptions
+from hpstudy.data.variants import HeldOutOptions
 from hpstudy.errors import UserError
-from hpstudy.tables import require
 
 BATCHES = "cifar-10-batches-py"  # torchvision's folder of pickled batches
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -33,14 +32,10 @@ LAYOUTS = (f"{BATCHES}/data_batch_1..5 and test_batch (torchvision's layout)",
 
 
 @dataclass(frozen=True, kw_only=True)
-class Cifar10Options(DataOptions):
+class Cifar10Options(HeldOutOptions):
     """[data] keys of `cifar10`."""
 
     val_size: int = 5_000  # images of the 50,000 training images held out for validation
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.val_size >= 1, "val_size", "an integer >= 1", self.val_size)
 
 
 def batches_folder(root: Path) -> Path | None:
@@ -90,7 +85,5 @@ def read_cifar10(given_dir: str | Path | None) -> tuple[tuple[np.ndarray, ...], 
 def load_cifar10(options: Cifar10Options, given_dir: str | Path | None) -> Dataset:
     """CIFAR-10 with `val_size` training images held out (stratified, seeded) for validation."""
     (train_x, train_y, test_x, test_y), classes = read_cifar10(given_dir)
-    require(options.val_size < len(train_y), "data.val_size",
-            f"fewer than the {len(train_y)} training images", options.val_size)
     return with_test_set(train_x, train_y, test_x, test_y, options.val_size, options.split_seed,
                          classes)

@@ -16,9 +16,8 @@ import torchvision
 
 from hpstudy.data.base import Dataset, with_test_set
 from hpstudy.data.locate import DataDir, data_dir, download, missing
-from hpstudy.data.variants import DataOptions
+from hpstudy.data.variants import HeldOutOptions
 from hpstudy.errors import UserError
-from hpstudy.tables import require
 
 FILES = {  # part -> file name as published; each may also end in .gz
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -33,14 +32,10 @@ CLASSES = tuple(str(digit) for digit in range(10))
 
 
 @dataclass(frozen=True, kw_only=True)
-class MnistOptions(DataOptions):
+class MnistOptions(HeldOutOptions):
     """[data] keys of `mnist`."""
 
     val_size: int = 10_000  # images of the 60,000 training images held out for validation
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.val_size >= 1, "val_size", "an integer >= 1", self.val_size)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -101,7 +96,5 @@ def read_mnist(given_dir: str | Path | None) -> tuple[np.ndarray, ...]:
 def load_mnist(options: MnistOptions, given_dir: str | Path | None) -> Dataset:
     """MNIST with `val_size` training images held out (stratified, seeded) for validation."""
     train_x, train_y, test_x, test_y = read_mnist(given_dir)
-    require(options.val_size < len(train_y), "data.val_size",
-            f"fewer than the {len(train_y)} training images", options.val_size)
     return with_test_set(train_x, train_y, test_x, test_y, options.val_size, options.split_seed,
                          CLASSES)

@@ -30,6 +30,17 @@ class DataOptions:
                     self.subset)
 
 
+@dataclass(frozen=True, kw_only=True)
+class HeldOutOptions(DataOptions):
+    """[data] keys of a dataset whose validation images are held out of its training set."""
+
+    val_size: int = 5_000  # training images held out for validation (datasets set their own)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.val_size >= 1, "val_size", "an integer >= 1", self.val_size)
+
+
 def apply_variants(data: Dataset, options: DataOptions) -> Dataset:
     """`data` with its training split cut to `subset` and its labels randomised, as asked."""
     train = data.train
