@@ -38,6 +38,11 @@ def _params(trial: FrozenTrial) -> str:
                     for k, v in trial.params.items())
 
 
+def _number(value: float) -> str:
+    """A loss to four decimals, or '-' when there is none."""
+    return "-" if math.isnan(value) else f"{value:.4f}"
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
@@ -61,14 +66,14 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     """One line per finished trial: number, state, validation loss, parameters, best so far."""
     state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned",
              TrialState.FAIL: "failed"}.get(trial.state, trial.state.name.lower())
-    loss = trial.value if trial.value is not None else (
+    loss = trial.value if trial.value is not None else (  # a pruned trial's last report
         trial.intermediate_values[max(trial.intermediate_values)]
-        if trial.intermediate_values else math.nan)
+        if trial.intermediate_values and trial.state == TrialState.PRUNED else math.nan)
     best = _best(study)
     best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
     seconds = trial.duration.total_seconds() if trial.duration else math.nan
     reason = f"  [{trial.user_attrs['fail_reason']}]" if "fail_reason" in trial.user_attrs else ""
-    return (f"trial {trial.number:>4}  {state:<6}  val_loss {loss:8.4f}  "
+    return (f"trial {trial.number:>4}  {state:<6}  val_loss {_number(loss):>8}  "
             f"val_acc {_percent(trial.user_attrs.get('val_acc')):>6}  {seconds:5.1f}s  "
             f"{best_text}  | {_params(trial)}{reason}")
 
