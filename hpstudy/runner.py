@@ -50,16 +50,34 @@ def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Data
         data = datasets.load(config.data.name, config.data.options, data_dir)
     except ConfigError as error:  # an option the data contradicts, e.g. a subset too large
         raise error.within(path=str(config.path)) from None
-    widths, depths = config.search["width"].extremes(), config.search["depth"].extremes()
-    for width in widths:
+    check_model_fits(config, data)
+    return data
+
+
+def check_model_fits(config: StudyConfig, data: datasets.Dataset) -> None:
+    """A ConfigError unless every model the search can ask for builds for this data.
+
+    Built on the meta device (shapes only). A model that fails only at the deepest depth
+    is a `search.depth` problem; one that fails even at the shallowest, the architecture's.
+    """
+    def build(width: int, depth: int) -> None:
+        with torch.device("meta"):
+            build_model(config.model.architecture, config.model.options, data.input_shape,
+                        data.num_outputs, data.mean, data.std, width, depth)
+
+    (low, high), path = config.search["depth"].extremes(), str(config.path)
+    for width in config.search["width"].extremes():
         try:
-            with torch.device("meta"):  # shapes only: no memory, no time
-                build_model(config.model.architecture, config.model.options, data.input_shape,
-                            data.num_outputs, data.mean, data.std, width, depths[1])
+            build(width, low)
+        except ValueError as error:
+            raise ConfigError("model", f"an architecture and options that fit "
+                              f"{data.input_shape} inputs", config.model.architecture,
+                              str(error), path) from None
+        try:
+            build(width, high)
         except ValueError as error:
             raise ConfigError("search.depth", f"a depth that fits {data.input_shape} inputs",
-                              depths[1], str(error), str(config.path)) from None
-    return data
+                              high, str(error), path) from None
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from hpstudy.config import load_study
+from hpstudy.errors import ConfigError
 from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG
+from hpstudy.runner import load_data
 
 
 def runs(stores, config):
@@ -77,3 +81,11 @@ def test_parent_runs_keep_the_study_file_the_decision_and_test_metrics(finished_
     assert "test_acc" not in kept.data.metrics  # the test set is touched only when it moves
     stored = client.download_artifacts(second.run_id, f"study/{config.path.name}")
     assert Path(stored).read_text() == config.path.read_text()
+
+
+def test_an_architecture_that_cannot_fit_the_input_is_named_as_such(write_study):
+    lenet_on_8x8 = load_study(str(write_study(replace={
+        'architecture = "mlp"': 'architecture = "lenet5"', "width = { choices = [16, 32] }":
+        "width = 6", "depth = { low = 1, high = 2 }": "depth = 2"})))
+    with pytest.raises(ConfigError, match=r"model: expected an architecture and options that fit"):
+        load_data(lenet_on_8x8)
