@@ -72,7 +72,7 @@ class Objective:
                         weight_decay=hp["weight_decay"], seed=config.train.seed)
         try:
             fit(model, self.data, recipe, self.device, on_epoch)
-            model_uri = self.tracker.log_model(run_id, model, self.data.val.x[:2].numpy(),
+            model_uri = self.tracker.log_model(run_id, model, self.data.val.x[:2].cpu().numpy(),
                                                self.data.classes)
         except optuna.TrialPruned:
             self._close(trial, run_id, history, model, KILLED)

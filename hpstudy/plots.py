@@ -90,5 +90,7 @@ def _weight_matrix(weights: np.ndarray, title: str) -> Figure:
     limit = np.abs(weights).max() or 1.0
     shown = ax.imshow(weights, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     ax.set(xlabel="input feature", ylabel="unit", title=f"{title}\nfirst-layer weights")
+    ax.set_xticks(range(weights.shape[1]) if weights.shape[1] <= 20 else [])  # feature indices
+    ax.yaxis.get_major_locator().set_params(integer=True)
     fig.colorbar(shown, ax=ax, label="weight")
     return fig

@@ -114,7 +114,8 @@ def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
     tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")
     status = FAILED
     try:
-        study.optimize(Objective(config, data, tracker, run_id, torch_device),
+        on_device = data.for_training(torch_device)  # once per call, not once per trial
+        study.optimize(Objective(config, on_device, tracker, run_id, torch_device),
                        n_trials=trials or config.trials, timeout=timeout, catch=(Diverged,),
                        callbacks=[on_trial] if on_trial else None)
         try:

@@ -112,7 +112,7 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
     Raises Diverged when the loss stops being finite.
     """
     model.to(device)
-    train, val = data.train.to(device), data.val.to(device)
+    train, val = data.train.to(device), data.val.to(device)  # no copy if already there
     optimizer = make_optimizer(model, recipe)
     order = torch.Generator(device=device).manual_seed(recipe.seed)
     classify = data.task == "classification"

@@ -146,3 +146,10 @@ def test_data_dir_reaches_the_dataset(data_dir, stores, capsys):
     assert "Study 'linear_mnist': 1 trials in all (1 done" in capsys.readouterr().out
     assert cli("select", "--study", "linear_mnist", "--data-dir", str(data_dir),
                "--set", "data.val_size=20", stores=stores) == 0
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_one_exits_2_and_writes_nothing(write_study, stores, capsys):
+    assert cli("optimize", "--study", str(write_study()), "--device", "cuda", stores=stores) == 2
+    assert "--device cuda: no CUDA device is visible here" in capsys.readouterr().err
+    assert nothing_written(stores)

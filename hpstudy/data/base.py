@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -42,6 +42,10 @@ class Dataset:
     classes: tuple[str, ...]  # class names by index; empty for regression
     mean: tuple[float, ...]  # per-channel (or per-feature) mean of the training inputs
     std: tuple[float, ...]  # the same for the standard deviation; images in [0, 1] units
+
+    def for_training(self, device: torch.device | str) -> Dataset:
+        """Train and validation splits moved to `device` once; the test split stays put."""
+        return replace(self, train=self.train.to(device), val=self.val.to(device))
 
     @property
     def task(self) -> str:
