@@ -14,7 +14,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY hpstudy ./hpstudy
 COPY studies ./studies
-RUN pip install -e . && hpstudy --version
+RUN pip install -e '.[postgres]' && hpstudy --version
 
 # results (MLflow store, artifacts, Optuna studies) and datasets live outside the image
 VOLUME ["/app/mlruns", "/data"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,16 +17,19 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from hpstudy import __version__
-from hpstudy.errors import UserError
+from hpstudy.errors import NoChampion, UserError
+from hpstudy.record import DIVERGED, TrialRecord
 from hpstudy.space import on_edge
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
 if TYPE_CHECKING:
     from hpstudy.config import StudyConfig
-    from hpstudy.runner import Outcome, Stores
+    from hpstudy.runner import Outcome, Plan, Stores
     from hpstudy.select import Decision, Selection
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_NO_CHAMPION = 3  # the study ran, but no trial qualifies as champion
+EXIT_TRIALS_FAILING = 4  # stopped after `max_failures` failed trials in a row, or a worker failed
 SUMMARY_ROWS = 5  # best trials shown in the final table
 
 
@@ -69,13 +73,20 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     loss = trial.value if trial.value is not None else (  # a pruned trial's last report
         trial.intermediate_values[max(trial.intermediate_values)]
         if trial.intermediate_values and trial.state == TrialState.PRUNED else math.nan)
+    record = TrialRecord.of(trial)
+    if record is not None and record.state == DIVERGED:
+        state, loss = "diverged", math.nan
     best = _best(study)
     best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
     seconds = trial.duration.total_seconds() if trial.duration else math.nan
-    reason = f"  [{trial.user_attrs['fail_reason']}]" if "fail_reason" in trial.user_attrs else ""
-    return (f"trial {trial.number:>4}  {state:<6}  val_loss {_number(loss):>8}  "
-            f"val_acc {_percent(trial.user_attrs.get('val_acc')):>6}  {seconds:5.1f}s  "
-            f"{best_text}  | {_params(trial)}{reason}")
+    why = record.fail_reason if record and (trial.state != TrialState.PRUNED
+                                            or record.state == DIVERGED) else ""
+    if trial.state == TrialState.FAIL and not why:
+        why = "its worker was lost"
+    retry = f"  (retry of #{record.retry_of})" if record and record.retry_of is not None else ""
+    return (f"trial {trial.number:>4}  {state:<8}  val_loss {_number(loss):>8}  "
+            f"val_acc {_percent(record.val_acc if record else None):>6}  {seconds:5.1f}s  "
+            f"{best_text}  | {_params(trial)}{retry}" + (f"  [{why}]" if why else ""))
 
 
 def selection_lines(decision: Decision, selection: Selection | None = None) -> list[str]:
@@ -106,9 +117,14 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
     study = outcome.study
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    diverged = sum((r := TrialRecord.of(t)) is not None and r.state == DIVERGED for t in trials)
     lines = [f"\nStudy '{study.study_name}': {len(trials)} trials in all "
-             f"({counts[TrialState.COMPLETE]} done, {counts[TrialState.PRUNED]} pruned, "
-             f"{counts[TrialState.FAIL]} failed)", ""]
+             f"({counts[TrialState.COMPLETE]} done, {counts[TrialState.PRUNED] - diverged} "
+             f"pruned, {diverged} diverged, {counts[TrialState.FAIL]} failed"
+             + (f", {counts[TrialState.RUNNING]} running elsewhere" if counts[TrialState.RUNNING]
+                else "")
+             + (f", {counts[TrialState.WAITING]} queued" if counts[TrialState.WAITING] else "")
+             + ")", ""]
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: (t.value, t.number))[:SUMMARY_ROWS]
     names = list(dict.fromkeys(n for t in done for n in t.params))  # all calls' searched keys
@@ -116,9 +132,15 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
                  + "  ".join(f"{n:>10}" for n in names))
     for rank, t in enumerate(done, 1):
         values = "  ".join(_cell(t.params.get(n, "-")) for n in names)
+        record = TrialRecord.of(t)
         lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
-                     f"{_percent(t.user_attrs.get('val_acc')):>7}  {values}")
+                     f"{_percent(record.val_acc if record else None):>7}  {values}")
     lines.append("")
+    if outcome.repairs:
+        lines.append(_repairs(outcome).capitalize().strip())
+    lines += [f"Warning: {problem}" for problem in outcome.worker_problems]
+    if outcome.stopped:
+        lines.append(f"Stopped early: {outcome.stopped}")
     if outcome.selection is None:
         lines.append(f"No champion: {outcome.no_selection_reason}")
     else:
@@ -138,29 +160,79 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
 # ------------------------------------------------------------------------------- commands
 
 
-def cmd_optimize(args: argparse.Namespace) -> int:
-    """Run trials of a study, log them to MLflow, and select the champion."""
+def _plan(args: argparse.Namespace) -> Plan:
+    """The checked plan of an `optimize` or `worker` call: bad input stops here, silently."""
     from hpstudy.config import load_study
-    from hpstudy.runner import Stores, load_data, optimize, resolve_device
+    from hpstudy.runner import Stores, plan
 
     config = load_study(args.study, args.overrides)
-    stores = Stores(args.storage, args.tracking_uri)
-    resolve_device(args.device)
-    data = load_data(config, args.data_dir)  # bad input stops here, before any output
-    trials = args.trials or (None if args.timeout else config.trials)
-    print(f"Study '{config.name}' ({config.path}): {trials or 'as many as fit in the timeout'} "
-          f"trials of {config.model.architecture} on {config.data.name}, "
-          f"{config.train.epochs} epochs each")
-    with tqdm(total=trials, unit="trial", desc=config.name, file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        def on_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            bar.write(trial_line(study, trial))
-            bar.update()
+    return plan(config, Stores(args.storage, args.tracking_uri), args.trials, args.timeout,
+                args.device, args.jobs, args.data_dir, args.create)
 
-        outcome = optimize(config, stores, trials, args.timeout, args.device, on_trial,
-                           data=data)
-    print(summary(outcome, config, stores))
+
+def _progress(plan: Plan, command: str) -> tqdm:
+    """The header line, then a progress bar over the trials on stderr."""
+    config = plan.config
+    jobs = f", {plan.jobs} worker processes" if plan.jobs > 1 else ""
+    count = plan.trials or "as many as fit in the timeout"
+    print(f"{command} '{config.name}' ({config.path}): {count} trials of "
+          f"{config.model.architecture} on {config.data.name}, {config.train.epochs} epochs "
+          f"each{jobs}", flush=True)
+    return tqdm(total=plan.trials, unit="trial", desc=config.name, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _on_trial(bar: tqdm) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """A line per finished trial, above the bar."""
+    def on_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        bar.write(trial_line(study, trial))
+        bar.update()
+
+    return on_trial
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """Run trials of a study, log them to MLflow, and select the champion."""
+    from hpstudy.runner import optimize
+
+    plan = _plan(args)
+    with _progress(plan, "Study") as bar:
+        outcome = optimize(plan, _on_trial(bar))
+    print(summary(outcome, plan.config, plan.stores))
+    if outcome.stopped or outcome.worker_problems:
+        return EXIT_TRIALS_FAILING
+    return EXIT_OK if outcome.selection is not None else EXIT_NO_CHAMPION
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join a study as one more worker (this machine or another): run trials, no selection."""
+    from hpstudy.runner import work
+
+    plan = _plan(args)
+    if args.quiet:  # under `optimize --jobs`: the parent shows the progress
+        outcome = work(plan, None, args.parent_run, args.worker_index)
+    else:
+        with _progress(plan, "Worker on") as bar:
+            outcome = work(plan, _on_trial(bar), args.parent_run, args.worker_index or os.getpid())
+        print(f"\nWorker done: {_repairs(outcome)}trials {outcome.first_trial} and on are in "
+              f"the study; select the champion with `hpstudy select --study "
+              f"{plan.config.name}` (same --storage and --tracking-uri).")
+    if outcome.stopped:
+        print(f"hpstudy: {outcome.stopped}", file=sys.stderr)
+        return EXIT_TRIALS_FAILING
     return EXIT_OK
+
+
+def _repairs(outcome: Outcome) -> str:
+    """What the call repaired at start, as a sentence (or '')."""
+    repairs = outcome.repairs
+    if not repairs:
+        return ""
+    failed = ", ".join(f"#{n}" for n in repairs.failed_trials)
+    parts = ([f"trial(s) {failed} of dead workers failed and queued again"] if failed else []) + (
+        [f"{len(repairs.ended_runs)} MLflow run(s) left RUNNING were closed"]
+        if repairs.ended_runs else [])
+    return "recovered from an earlier crash: " + "; ".join(parts) + ". "
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -253,17 +325,40 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding the dataset's files (default: $HPSTUDY_DATA_DIR, "
                        "else downloads under $HPSTUDY_CACHE_DIR or ~/.cache/hpstudy)")
 
+    def trials(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--trials", type=int, metavar="N",
+                       help="trials to run now, shared by the workers (default: the study "
+                       "file's `trials`; with --timeout alone, as many as fit)")
+        p.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="stop starting new trials after this long")
+        p.add_argument("--device", default="auto",
+                       help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N; with --jobs, "
+                       "auto and cuda place workers on the visible GPUs round robin "
+                       "(default: auto)")
+        p.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="worker processes on this machine (several per GPU are fine for "
+                       "small networks; default: 1, in this process)")
+        p.add_argument("--create", action="store_true",
+                       help="allow a new sqlite store in a folder that does not exist yet")
+
     p = commands.add_parser("optimize", help=cmd_optimize.__doc__,
                             description=cmd_optimize.__doc__ + " Running it again continues "
-                            "the same study.")
+                            "the same study, after retrying any trial whose worker died. Exit "
+                            "codes: 0 done, 2 bad input, 3 no champion qualifies, 4 stopped by "
+                            "failing trials, 130 interrupted.")
     stores(p)
-    p.add_argument("--trials", type=int, metavar="N",
-                   help="trials to run now (default: the study file's `trials`)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="stop starting new trials after this long")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default: auto)")
+    trials(p)
     p.set_defaults(handler=cmd_optimize)
+
+    p = commands.add_parser("worker", help=cmd_worker.__doc__, description=cmd_worker.__doc__
+                            + " Start any number, on any machine that reaches the same "
+                            "--storage and --tracking-uri (see README 'Scaling out').")
+    stores(p)
+    trials(p)
+    p.add_argument("--parent-run", help=argparse.SUPPRESS)  # set by `optimize --jobs`
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_worker)
 
     p = commands.add_parser("select", help=cmd_select.__doc__, description=cmd_select.__doc__
                             + " The champion moves only if the new best beats it on the same "
@@ -307,6 +402,15 @@ def _quiet() -> None:
         warnings.filterwarnings("ignore", module=module)
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (docker stop, kill, a scheduler) is handled like Ctrl-C, once."""
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be cut short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hpstudy` and `python -m hpstudy`; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -315,12 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USER_ERROR
     _quiet()
+    _interrupt_on_sigterm()
     try:
         return args.handler(args)
+    except NoChampion as error:
+        print(f"hpstudy: no champion: {error}", file=sys.stderr)
+        return EXIT_NO_CHAMPION
     except UserError as error:
         print(f"hpstudy: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\nhpstudy: interrupted. Finished trials are saved; run the same command to "
-              "continue the study.", file=sys.stderr)
+        print("\nhpstudy: interrupted. Finished trials are saved and the interrupted ones are "
+              "queued again; run the same command to continue the study.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -76,6 +76,9 @@ class StudyConfig:
     search: dict[str, Param]
     sampler: PluginConfig
     pruner: PluginConfig
+    max_failures: int = 5  # failed trials in a row that stop an `optimize` call
+    champion_floor: Literal["chance", "none"] = "chance"  # a champion beats a constant predictor
+    max_val_loss: float | None = None  # and, if set, has a validation loss below this
     overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied on top of the file
 
     def fixed_params(self) -> dict[str, Any]:
@@ -93,6 +96,9 @@ class _TopLevel:
     description: str = ""  # one line shown by `hpstudy list`
     trials: int = 20
     metric: Literal["val_loss"] = "val_loss"
+    max_failures: int = 5
+    champion_floor: Literal["chance", "none"] = "chance"
+    max_val_loss: float | None = None
     data: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -102,6 +108,9 @@ class _TopLevel:
 
     def __post_init__(self) -> None:
         require(self.trials >= 1, "trials", "an integer >= 1", self.trials)
+        require(self.max_failures >= 1, "max_failures", "an integer >= 1", self.max_failures)
+        require(self.max_val_loss is None or self.max_val_loss > 0, "max_val_loss",
+                "a number > 0", self.max_val_loss)
         for section in ("data", "model", "train", "search"):
             require(bool(getattr(self, section)), section, f"a [{section}] table", "nothing",
                     f"Add a [{section}] table.")
@@ -207,7 +216,8 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
     return StudyConfig(
         name=path.stem, path=path, description=top.description, trials=top.trials,
         metric=top.metric, data=data, model=model, train=train,
-        search=search, sampler=sampler, pruner=pruner)
+        search=search, sampler=sampler, pruner=pruner, max_failures=top.max_failures,
+        champion_floor=top.champion_floor, max_val_loss=top.max_val_loss)
 
 
 def _with_options(table: Mapping[str, Any], section: str, key: str, registry: Mapping) -> Any:

@@ -24,3 +24,7 @@ class ConfigError(UserError):
         """The same error with its key put under `prefix` and the file named."""
         key = f"{prefix}.{self.key}" if prefix else self.key
         return ConfigError(key, self.expected, self.given, self.fix, path or self.path)
+
+
+class NoChampion(UserError):
+    """No trial qualifies as champion (none completed, or none beat the floor): exit code 3."""

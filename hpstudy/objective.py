@@ -1,7 +1,13 @@
-"""The Optuna objective: a trial suggests parameters, trains a model, reports, and is logged."""
+"""The Optuna objective: a trial suggests parameters, trains a model, reports, and is logged.
+
+Every trial attempt has exactly one MLflow run, and the run ends as the trial does:
+completed (FINISHED), pruned or diverged (KILLED), failed (FAILED, with the reason).
+Whatever a trial raises ends that trial alone; the study decides whether to go on.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import optuna
@@ -11,12 +17,31 @@ from hpstudy import plots
 from hpstudy.config import StudyConfig
 from hpstudy.data import Dataset
 from hpstudy.models import build_model, count_parameters
+from hpstudy.record import (
+    ATTEMPT_TAG,
+    ATTR,
+    COMPLETE,
+    DIVERGED,
+    FAILED,
+    PRUNED,
+    REASON_TAG,
+    RUN_STATUS,
+    STATE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    Process,
+    TrialRecord,
+)
 from hpstudy.space import PARAMS, Number, Param
-from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
+from hpstudy.tracking import Tracker
 from hpstudy.train import Diverged, EpochMetrics, Recipe, describe_device, fit
 
 CURVES_PNG = "curves.png"  # loss and accuracy per epoch
 WEIGHTS_PNG = "first_layer.png"  # the first layer's filters or unit weights
+
+
+class TrialFailed(Exception):
+    """A trial trained but could not be recorded (e.g. its artifacts could not be written)."""
 
 
 def suggest(trial: optuna.Trial, search: dict[str, Param]) -> dict[str, Number]:
@@ -34,6 +59,22 @@ def suggest(trial: optuna.Trial, search: dict[str, Param]) -> dict[str, Number]:
     return chosen
 
 
+def first_record(trial: optuna.Trial) -> TrialRecord:
+    """A new trial's record: attempt 2 when it retries a trial whose worker died."""
+    copied = trial.user_attrs.get(ATTR)  # a retry carries the record of the trial it retries
+    retry = isinstance(copied, dict) and copied.get("trial") != trial.number
+    return TrialRecord(trial=trial.number, attempt=copied["attempt"] + 1 if retry else 1,
+                       retry_of=copied["trial"] if retry else None, process=Process.this())
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception as a one-line reason."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (SIGINT or SIGTERM)"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
+
+
 class Objective:
     """Callable by `study.optimize`: trains one model per trial, logs it as a nested MLflow run."""
 
@@ -44,20 +85,18 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train with this trial's parameters; the validation loss of the final model."""
-        config, values = self.config, suggest(trial, self.config.search)
-        hp = {name: p.value for name, p in config.search.items()} | values
-        torch.manual_seed(config.train.seed)  # same parameters, same initial weights
-        model = build_model(config.model.architecture, config.model.options,
-                            self.data.input_shape, self.data.num_outputs, self.data.mean,
-                            self.data.std, hp["width"], hp["depth"], hp["dropout"])
+        config, record = self.config, first_record(trial)
         run_id = self.tracker.start_run(
             f"trial-{trial.number}", parent_id=self.parent_id,
-            params=config.fixed_params() | values | {
-                "trial": trial.number, "device": describe_device(self.device),
-                "n_params": count_parameters(model)},
-            tags={"optuna.study": config.name, "optuna.trial_number": trial.number})
-        trial.set_user_attr("mlflow_run_id", run_id)
+            params=config.fixed_params() | {"trial": trial.number,
+                                            "device": describe_device(self.device)},
+            tags={STUDY_TAG: config.name, TRIAL_TAG: trial.number, ATTEMPT_TAG: record.attempt}
+            | record.process.tags())
+        record = record.but(run_id=run_id)
+        trial.set_user_attr(ATTR, record.to_attr())
         history: list[EpochMetrics] = []
+        model: torch.nn.Module | None = None
+        started = time.perf_counter()
 
         def on_epoch(metrics: EpochMetrics) -> None:
             history.append(metrics)
@@ -67,35 +106,81 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: validation loss "
                                          f"{metrics.val_loss:.4g} is worse than the median")
 
-        recipe = Recipe(epochs=config.train.epochs, batch_size=config.train.batch_size,
-                        optimizer=config.train.optimizer, lr=hp["lr"], momentum=hp["momentum"],
-                        weight_decay=hp["weight_decay"], seed=config.train.seed)
         try:
-            fit(model, self.data, recipe, self.device, on_epoch)
+            values = suggest(trial, config.search)  # inside: a changed search space fails here
+            self.tracker.log_params(run_id, values)
+            hp = {name: p.value for name, p in config.search.items()} | values
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
+                                       else []):  # this trial's seed; the process's RNG untouched
+                torch.manual_seed(config.train.seed)  # same parameters, same initial weights
+                model = self._build(hp)  # inside: a model too large fails this trial alone
+                self.tracker.log_params(run_id, {"n_params": count_parameters(model)})
+                fit(model, self.data, self._recipe(hp), self.device, on_epoch)
+            seconds = time.perf_counter() - started
             model_uri = self.tracker.log_model(run_id, model, self.data.val.x[:2].cpu().numpy(),
                                                self.data.classes)
-        except optuna.TrialPruned:
-            self._close(trial, run_id, history, model, KILLED)
+        except optuna.TrialPruned as pruned:
+            self._end(trial, record, PRUNED, str(pruned), history, model, started)
             raise
-        except Diverged as error:
-            trial.set_user_attr("fail_reason", str(error))
-            self._close(trial, run_id, error.history, model, FAILED)
+        except Diverged as error:  # the diverging epoch is logged too; never selectable
+            history = error.history
+            self.tracker.log_epoch(run_id, history[-1])
+            trial.report(float("inf"), history[-1].epoch)  # TPE learns this region is bad
+            self._end(trial, record, DIVERGED, str(error), history, model, started)
+            raise optuna.TrialPruned(str(error)) from None
+        except BaseException as error:  # anything else fails this trial: say why, then re-raise
+            self._end(trial, record, FAILED, describe_error(error), history, model, started)
             raise
-        except BaseException:
-            self.tracker.end_run(run_id, FAILED)
-            raise
-        trial.set_user_attr("model_uri", model_uri)
-        self._close(trial, run_id, history, model, FINISHED)
+        finally:
+            self._release()
+        ended = self._end(trial, record.but(model_uri=model_uri), COMPLETE, "", history, model,
+                          started, seconds)
+        if ended.state != COMPLETE:
+            raise TrialFailed(ended.fail_reason)
         return history[-1].val_loss
 
-    def _close(self, trial: optuna.Trial, run_id: str, history: list[EpochMetrics],
-               model: Any, status: str) -> None:
-        """Log the trial's figures, then end its run with `status`."""
-        if history:
-            trial.set_user_attr("val_acc", history[-1].val_acc)
-            title = f"{self.config.name}: trial {trial.number}"
-            self.tracker.log_figure(run_id, plots.curves(history, title), CURVES_PNG)
-            self.tracker.log_figure(
-                run_id, plots.first_layer_weights(model, self.data.input_shape, title), WEIGHTS_PNG)
-        trial.set_user_attr("logging_seconds", self.tracker.seconds(run_id))
-        self.tracker.end_run(run_id, status)
+    def _build(self, hp: dict[str, Any]) -> torch.nn.Module:
+        """The trial's network."""
+        data, model = self.data, self.config.model
+        return build_model(model.architecture, model.options, data.input_shape, data.num_outputs,
+                           data.mean, data.std, hp["width"], hp["depth"], hp["dropout"])
+
+    def _recipe(self, hp: dict[str, Any]) -> Recipe:
+        """How the trial's network is trained."""
+        train = self.config.train
+        return Recipe(epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
+                      lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+                      seed=train.seed)
+
+    def _release(self) -> None:
+        """Give GPU memory back between trials (a failed trial's too)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _end(self, trial: optuna.Trial, record: TrialRecord, state: str, reason: str,
+             history: list[EpochMetrics], model: torch.nn.Module | None, started: float,
+             seconds: float | None = None) -> TrialRecord:
+        """Log the trial's figures, end its run as `state`, and keep its record in Optuna.
+
+        A completed trial whose figures cannot be written ends failed: a trial counts only
+        when what it records is there. Returns the record as it ended.
+        """
+        run_id, title = record.run_id, f"{self.config.name}: trial {trial.number}"
+        try:
+            if history:
+                self.tracker.log_figure(run_id, plots.curves(history, title), CURVES_PNG)
+            if history and model is not None:
+                self.tracker.log_figure(run_id, plots.first_layer_weights(
+                    model, self.data.input_shape, title), WEIGHTS_PNG)
+        except Exception as error:
+            if state == COMPLETE:
+                state, reason = FAILED, f"could not log its figures: {describe_error(error)}"
+        record = record.but(
+            state=state, fail_reason=reason, train_seconds=seconds or (
+                time.perf_counter() - started), logging_seconds=self.tracker.seconds(run_id),
+            val_acc=history[-1].val_acc if history else None,
+            model_uri=record.model_uri if state == COMPLETE else "")
+        trial.set_user_attr(ATTR, record.to_attr())
+        self.tracker.end_run(run_id, RUN_STATUS[state], {STATE_TAG: state} | (
+            {REASON_TAG: reason} if reason else {}))
+        return record

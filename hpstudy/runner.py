@@ -1,27 +1,32 @@
-"""Whole operations: `optimize` (data -> study -> trials -> selection) and `select` alone.
+"""Whole operations: `optimize` (plan -> study -> trials -> selection), `worker`, `select`.
 
-Everything that can be wrong with the input (the study file, the data, the search space
-against the data) is checked before any store is opened, so bad input writes nothing.
+`plan` checks everything that can be wrong with the input (the stores, the device, the
+study file, the data, the search space against the data) before any store is opened, so
+bad input writes nothing; `optimize` and `work` then execute a plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 import torch
 
 from hpstudy import data as datasets
+from hpstudy import storage, workers
 from hpstudy.config import StudyConfig
-from hpstudy.errors import ConfigError, UserError
+from hpstudy.errors import ConfigError, NoChampion, UserError
 from hpstudy.models import build_model
 from hpstudy.objective import Objective
-from hpstudy.select import Decision, Selection, best_trial, decide, select
+from hpstudy.record import COMMAND_TAG, STUDY_TAG, Process, TrialRecord
+from hpstudy.recovery import Repairs, reconcile, retry_interrupted
+from hpstudy.select import Decision, Floor, Selection, best_trial, decide, floor, select
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.study import load_existing, open_study
 from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
-from hpstudy.train import Diverged, describe_device, pick_device
+from hpstudy.train import describe_device, pick_device
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -36,12 +41,16 @@ class Stores:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What `optimize` leaves behind."""
+    """What an `optimize` or `worker` call leaves behind."""
 
     study: optuna.Study
     run_id: str  # the MLflow parent run of this call
-    selection: Selection | None  # None when no trial has completed yet
+    selection: Selection | None  # None when no trial qualifies (or for a worker)
     no_selection_reason: str = ""
+    stopped: str = ""  # why the call stopped early (too many failed trials in a row), or ''
+    worker_problems: list[str] = field(default_factory=list)  # workers that exited with an error
+    repairs: Repairs | None = None  # what a crashed earlier call left, repaired at start
+    first_trial: int = 0  # the study's trial count when this call began
 
 
 def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Dataset:
@@ -81,46 +90,157 @@ def check_model_fits(config: StudyConfig, data: datasets.Dataset) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The training device for `--device`, refusing CUDA where there is none."""
-    device = pick_device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is visible here. Use --device cpu "
-                        "or auto.")
+    """The training device for `--device`, refusing what does not exist here."""
+    try:
+        device = pick_device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device; expected auto, cpu, cuda or cuda:N "
+                        "(e.g. cuda:0).") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: hpstudy trains on cpu or cuda; use auto, cpu, cuda "
+                        "or cuda:N.")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"--device {name}: no CUDA device is visible here. Use --device cpu "
+                            "or auto.")
+        if (device.index or 0) >= count:
+            raise UserError(f"--device {name}: only {count} CUDA device(s) are visible "
+                            f"(cuda:0 to cuda:{count - 1}).")
     return device
 
 
-def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
-             timeout: float | None = None, device: str = "auto",
-             on_trial: TrialCallback | None = None, data_dir: str | None = None,
-             data: datasets.Dataset | None = None) -> Outcome:
+@dataclass(frozen=True)
+class Plan:
+    """A checked `optimize` or `worker` call: everything is known good before a store is opened."""
+
+    config: StudyConfig
+    stores: Stores
+    data: datasets.Dataset
+    device: str  # as given (auto, cpu, cuda, cuda:N): `--jobs` places workers from it
+    torch_device: torch.device  # where this process trains
+    trials: int | None  # None: as many as fit in `timeout`
+    timeout: float | None
+    jobs: int = 1
+    data_dir: str | None = None
+
+
+def plan(config: StudyConfig, stores: Stores, trials: int | None = None,
+         timeout: float | None = None, device: str = "auto", jobs: int = 1,
+         data_dir: str | None = None, create: bool = False,
+         data: datasets.Dataset | None = None) -> Plan:
+    """Check the stores, the device and the data (in that order); a UserError writes nothing.
+
+    Trials default to the study file's `trials`, except with a timeout alone: then as many
+    as fit.
+    """
+    storage.check_storage(stores.storage, create=create)
+    storage.check_tracking(stores.tracking_uri, create=create)
+    torch_device = resolve_device(device)
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: expected an integer >= 1.")
+    if data is None:
+        data = load_data(config, data_dir)
+    count = trials if trials is not None else (None if timeout else config.trials)
+    return Plan(config, stores, data, device, torch_device, count, timeout, jobs, data_dir)
+
+
+def _parent_tags(plan: Plan, command: str) -> dict[str, Any]:
+    """Tags of a call's parent run: the study, the command and the process running it."""
+    return {STUDY_TAG: plan.config.name, COMMAND_TAG: command,
+            "optuna.storage": plan.stores.storage} | Process.this().tags()
+
+
+def _start_parent(plan: Plan, tracker: Tracker, command: str, first: int) -> str:
+    """The parent run of an `optimize` or `worker` call, holding the study file."""
+    config = plan.config
+    run_id = tracker.start_run(
+        f"{command} from trial {first}",
+        params=config.fixed_params() | {
+            "trials": plan.trials, "timeout_s": plan.timeout, "jobs": plan.jobs,
+            "device": plan.device if plan.jobs > 1 else describe_device(plan.torch_device),
+            "overrides": " ".join(config.overrides)},
+        tags=_parent_tags(plan, command))
+    tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")
+    return run_id
+
+
+class FailureGuard:
+    """An Optuna callback that stops the study after `limit` failed trials in a row."""
+
+    def __init__(self, limit: int):
+        self.limit, self.count, self.message = limit, 0, ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Count this process's consecutive failures; stop the study at the limit."""
+        if trial.state != optuna.trial.TrialState.FAIL:
+            self.count = 0
+            return
+        self.count += 1
+        if self.count >= self.limit:
+            record = TrialRecord.of(trial)
+            self.message = (f"stopped after {self.count} failed trials in a row (the last, trial "
+                            f"{trial.number}: {record.fail_reason if record else 'no reason'}). "
+                            "Fix the cause, or raise `max_failures` in the study file.")
+            study.stop()
+
+
+def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str,
+               on_trial: TrialCallback | None = None) -> str:
+    """Run this process's trials; the reason it stopped early, or ''.
+
+    A trial that raises fails alone; interrupted trials are queued again before the
+    interrupt goes on.
+    """
+    on_device = plan.data.for_training(plan.torch_device)  # once per call, not once per trial
+    objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device)
+    guard = FailureGuard(plan.config.max_failures)
+    try:
+        study.optimize(objective, n_trials=plan.trials, timeout=plan.timeout,
+                       catch=(Exception,), callbacks=[guard, *([on_trial] if on_trial else [])])
+    except KeyboardInterrupt:
+        retry_interrupted(study, Process.this())
+        raise
+    return guard.message
+
+
+def _worker_args(plan: Plan, parent_id: str) -> list[str]:
+    """The `hpstudy worker` arguments that repeat this call (device, trials, index: per worker)."""
+    config, stores = plan.config, plan.stores
+    args = ["--study", str(config.path.resolve()), "--storage", stores.storage,
+            "--tracking-uri", stores.tracking_uri, "--parent-run", parent_id]
+    for override in config.overrides:
+        args += ["--set", override]
+    if plan.data_dir:
+        args += ["--data-dir", plan.data_dir]
+    if plan.timeout:
+        args += ["--timeout", str(plan.timeout)]
+    return args
+
+
+def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
     """Run trials of the study (continuing it if it exists), then select the champion.
 
-    `data`, if given, is what `load_data(config, data_dir)` returned (the CLI loads it
-    first, to report bad input before it shows any progress).
+    With `plan.jobs` > 1 the trials run in worker processes. Every start first repairs
+    what crashed calls left behind (`recovery.reconcile`); every end, too.
     """
-    torch_device = resolve_device(device)
-    if data is None:
-        data = load_data(config, data_dir)  # every input check happens before the first write
+    config, stores = plan.config, plan.stores
     study = open_study(config, stores.storage)
     tracker = Tracker(stores.tracking_uri, config.name)
-    first = len(study.trials)
-    run_id = tracker.start_run(
-        f"optimize from trial {first}",
-        params=config.fixed_params() | {"trials": trials or config.trials, "timeout_s": timeout,
-                                        "device": describe_device(torch_device),
-                                        "overrides": " ".join(config.overrides)},
-        tags={"optuna.study": config.name, "hpstudy.command": "optimize",
-              "optuna.storage": stores.storage})
-    tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")
-    status = FAILED
+    first = len(study.get_trials(deepcopy=False))
+    repairs = reconcile(study, tracker)
+    run_id = _start_parent(plan, tracker, "optimize", first)
+    status, stopped, problems = FAILED, "", []
     try:
-        on_device = data.for_training(torch_device)  # once per call, not once per trial
-        study.optimize(Objective(config, on_device, tracker, run_id, torch_device),
-                       n_trials=trials or config.trials, timeout=timeout, catch=(Diverged,),
-                       callbacks=[on_trial] if on_trial else None)
+        if plan.jobs == 1:
+            stopped = run_trials(plan, study, tracker, run_id, on_trial)
+        else:
+            problems = workers.run(_worker_args(plan, run_id), plan.jobs, plan.trials,
+                                   plan.device, torch.cuda.device_count(), study, first, on_trial)
+        reconcile(study, tracker)  # a worker that died mid-trial left it to us
         try:
-            selection, reason = select(study, data, tracker, run_id), ""
-        except UserError as error:
+            selection, reason = select(study, plan.data, tracker, run_id, _floor(plan)), ""
+        except NoChampion as error:
             selection, reason = None, str(error)
         status = FINISHED
     except KeyboardInterrupt:
@@ -128,7 +248,41 @@ def optimize(config: StudyConfig, stores: Stores, trials: int | None = None,
         raise
     finally:
         tracker.end_run(run_id, status)
-    return Outcome(study, run_id, selection, reason)
+        if status != FINISHED:
+            reconcile(study, tracker)
+    return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first)
+
+
+def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | None = None,
+         index: int = 0) -> Outcome:
+    """`hpstudy worker`: run trials of a study that other processes may share; no selection.
+
+    Under `optimize --jobs`, trials nest under that call's parent run (`parent_id`);
+    a worker started on its own has a parent run of its own.
+    """
+    config, stores = plan.config, plan.stores
+    study = open_study(config, stores.storage, worker=index)
+    tracker = Tracker(stores.tracking_uri, config.name)
+    first = len(study.get_trials(deepcopy=False))
+    repairs = reconcile(study, tracker)
+    own = parent_id is None
+    run_id = _start_parent(plan, tracker, "worker", first) if own else parent_id
+    status = FAILED
+    try:
+        stopped = run_trials(plan, study, tracker, run_id, on_trial)
+        status = FINISHED
+    except KeyboardInterrupt:
+        status = KILLED
+        raise
+    finally:
+        if own:
+            tracker.end_run(run_id, status)
+    return Outcome(study, run_id, None, "", stopped, [], repairs, first)
+
+
+def _floor(plan: Plan) -> Floor:
+    """What a champion of this study must beat."""
+    return floor(plan.data.val, plan.config.champion_floor, plan.config.max_val_loss)
 
 
 def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
@@ -137,17 +291,20 @@ def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
 
     With `dry_run`, only say what would change: no run, no registration, no test set.
     """
+    storage.check_storage(stores.storage)
+    storage.check_tracking(stores.tracking_uri)
     data = load_data(config, data_dir)
+    rule = floor(data.val, config.champion_floor, config.max_val_loss)
     study = load_existing(config.name, stores.storage)
-    best_trial(study)  # fails early, before a run is created, when there is nothing to select
+    best_trial(study, rule)  # fails early, before a run is created, when nothing qualifies
     tracker = Tracker(stores.tracking_uri, config.name)
     if dry_run:
-        return decide(study, data, tracker)
-    run_id = tracker.start_run("select", tags={"optuna.study": config.name,
-                                               "hpstudy.command": "select"})
+        return decide(study, data, tracker, rule)
+    run_id = tracker.start_run("select", tags={STUDY_TAG: config.name, COMMAND_TAG: "select"}
+                               | Process.this().tags())
     status = FAILED
     try:
-        selection = select(study, data, tracker, run_id)
+        selection = select(study, data, tracker, run_id, rule)
         status = FINISHED
     finally:
         tracker.end_run(run_id, status)

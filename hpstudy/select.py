@@ -15,7 +15,8 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.data import Dataset, Split
-from hpstudy.errors import UserError
+from hpstudy.errors import NoChampion, UserError
+from hpstudy.record import TrialRecord
 from hpstudy.tracking import Tracker, load_network
 from hpstudy.train import evaluate
 
@@ -53,14 +54,57 @@ class Selection:
         return f"models:/{self.decision.name}@{CHAMPION}"
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial:
-    """The completed trial with the lowest finite validation loss."""
-    candidates = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.value is not None and math.isfinite(t.value) and "model_uri" in t.user_attrs]
-    if not candidates:
-        raise UserError(f"study '{study.study_name}' has no completed trial with a finite "
-                        "validation loss yet: run more trials (`hpstudy optimize`) first.")
-    return min(candidates, key=lambda t: (t.value, t.number))
+@dataclass(frozen=True)
+class Floor:
+    """What a champion must beat on the validation split: a constant predictor, at least."""
+
+    max_val_loss: float  # the constant predictor's loss (or the study file's max_val_loss)
+    min_val_acc: float  # the most frequent class's share; NaN for regression
+
+    def admits(self, value: float, val_acc: float | None) -> bool:
+        """Whether a trial with this validation loss and accuracy may become champion."""
+        if not value < self.max_val_loss:
+            return False
+        return math.isnan(self.min_val_acc) or (val_acc is not None and val_acc > self.min_val_acc)
+
+    def describe(self) -> str:
+        """In words, for messages."""
+        acc = "" if math.isnan(self.min_val_acc) else (
+            f" and a validation accuracy above {100 * self.min_val_acc:.1f}%")
+        return f"a validation loss below {self.max_val_loss:.4g}{acc}"
+
+
+def floor(val: Split, rule: str = "chance", max_val_loss: float | None = None) -> Floor:
+    """The floor for a validation split: `chance` = beat predicting the class frequencies
+    (or, for regression, the mean); `none` = anything finite. `max_val_loss` lowers it."""
+    limit = math.inf if max_val_loss is None else max_val_loss
+    if rule == "none":
+        return Floor(limit, math.nan)
+    y = val.y.cpu()
+    if y.is_floating_point():  # the mean's MSE, as train.loss_and_hits computes it
+        return Floor(min(limit, y.var(0, correction=0).mean().item()), math.nan)
+    share = torch.bincount(y).double() / len(y)
+    share = share[share > 0]
+    return Floor(min(limit, -(share * share.log()).sum().item()), share.max().item())
+
+
+def best_trial(study: optuna.Study, rule: Floor | None = None) -> FrozenTrial:
+    """The completed trial with the lowest finite validation loss (that passes the floor)."""
+    done = [(t, r) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if (r := TrialRecord.of(t)) is not None and r.model_uri
+            and t.value is not None and math.isfinite(t.value)]
+    if not done:
+        raise NoChampion(f"study '{study.study_name}' has no completed trial with a model yet: "
+                         "run more trials (`hpstudy optimize`) first.")
+    qualified = [t for t, r in done if rule is None or rule.admits(t.value, r.val_acc)]
+    if not qualified:
+        best = min(done, key=lambda pair: pair[0].value)[0]
+        raise NoChampion(
+            f"no trial of study '{study.study_name}' beats a constant predictor: a champion "
+            f"needs {rule.describe()}, and the best of {len(done)} completed trials (trial "
+            f"{best.number}) has validation loss {best.value:.4g}. Widen or move the search "
+            "(learning rate, epochs), or set champion_floor = \"none\" in the study file.")
+    return min(qualified, key=lambda t: (t.value, t.number))
 
 
 def _loss_of(model_uri: str, split: Split, tracker: Tracker) -> tuple[float, float]:
@@ -69,10 +113,12 @@ def _loss_of(model_uri: str, split: Split, tracker: Tracker) -> tuple[float, flo
         return evaluate(load_network(model_uri, tracker.uri), split)
 
 
-def decide(study: optuna.Study, data: Dataset, tracker: Tracker) -> Decision:
+def decide(study: optuna.Study, data: Dataset, tracker: Tracker, rule: Floor | None = None
+           ) -> Decision:
     """Compare the study's best model with the current champion; writes nothing."""
-    trial, name = best_trial(study), study.study_name
-    uri, run_id = trial.user_attrs["model_uri"], trial.user_attrs["mlflow_run_id"]
+    trial, name = best_trial(study, rule), study.study_name
+    record = TrialRecord.of(trial)
+    uri, run_id = record.model_uri, record.run_id
     val_loss, _ = _loss_of(uri, data.val, tracker)
     best = {"name": name, "trial": trial.number, "val_loss": val_loss, "model_uri": uri,
             "run_id": run_id}
@@ -80,7 +126,7 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker) -> Decision:
     if current is None:
         return Decision(**best, moves=True, reason="there is no champion yet")
     held = {"current_version": str(current.version), "current_trial": current.tags.get("trial")}
-    if current.source == uri:
+    if current.run_id == run_id:
         return Decision(**best, **held, current_val_loss=val_loss, moves=False,
                         reason="the study's best model is the champion already")
     try:
@@ -98,9 +144,21 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker) -> Decision:
                     moves=val_loss < current_loss, reason=reason)
 
 
-def select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str) -> Selection:
-    """Decide, then (if the best model wins) test it once, register it and move the aliases."""
-    decision = decide(study, data, tracker)
+def select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
+           rule: Floor | None = None) -> Selection:
+    """Decide, then (if the best model wins) test it once, register it and move the aliases.
+
+    Holds the study's registry lock throughout: concurrent selections (many workers
+    finishing at once) register a model once and all report the same version.
+    """
+    with tracker.registry_lock(study.study_name):
+        return _select(study, data, tracker, run_id, rule)
+
+
+def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
+            rule: Floor | None) -> Selection:
+    """`select`, under the lock."""
+    decision = decide(study, data, tracker, rule)
     tracker.set_tags(run_id, {"best_trial": decision.trial, "best_model_uri": decision.model_uri,
                               "champion_moved": decision.moves, "selection": decision.reason})
     tracker.log_metrics(run_id, {"best_val_loss": decision.val_loss})
@@ -110,7 +168,7 @@ def select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str) ->
         test_loss, test_acc = evaluate(load_network(decision.model_uri, tracker.uri), data.test)
     tracker.log_metrics(run_id, {"test_loss": test_loss}
                         | ({} if math.isnan(test_acc) else {"test_acc": test_acc}))
-    version = tracker.register(decision.name, decision.model_uri, decision.run_id, tags={
+    version = tracker.register(decision.name, decision.run_id, tags={
         "study": decision.name, "trial": decision.trial, "val_loss": decision.val_loss,
         "run_id": decision.run_id, "test_loss": test_loss, "test_acc": test_acc})
     if decision.current_version is not None:

@@ -60,17 +60,26 @@ def check_plugin(registry: Mapping[str, type], plugin: PluginConfig, section: st
                           f"Optuna says: {error}") from None
 
 
-def open_study(config: StudyConfig, storage_url: str) -> optuna.Study:
+def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a failed trial again with the same parameters, unless it is a retry already."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+
+
+def open_study(config: StudyConfig, storage_url: str, worker: int = 0) -> optuna.Study:
     """The study named after the study file, created on first use and continued after.
 
-    A seeded sampler is reseeded with the number of trials already in the study, so a
-    continued study does not replay the random start of the first call, and the same
-    sequence of calls still gives the same trials.
+    A seeded sampler is reseeded with the number of trials already in the study (plus the
+    worker's index, so parallel workers do not draw the same points), so a continued study
+    does not replay the random start of the first call, and the same sequence of calls
+    still gives the same trials. A trial whose worker stops sending heartbeats is failed
+    and queued once more (`retry_once`).
     """
-    storage.prepare(storage_url)
-    study = optuna.create_study(storage=storage_url, study_name=config.name, direction="minimize",
+    store = storage.optuna_storage(storage_url, on_stale=retry_once)
+    study = optuna.create_study(storage=store, study_name=config.name, direction="minimize",
                                 load_if_exists=True, pruner=make(PRUNERS, config.pruner))
-    study.sampler = make(SAMPLERS, config.sampler, seed_offset=len(study.trials))
+    study.sampler = make(SAMPLERS, config.sampler, seed_offset=len(study.trials) + worker)
     return study
 
 
@@ -84,4 +93,5 @@ def load_existing(name: str, storage_url: str) -> optuna.Study:
         raise UserError(f"no Optuna study '{name}' in {storage_url} (it has: "
                         f"{', '.join(names) or 'none'}). Run `hpstudy optimize --study {name}` "
                         "first, or pass the --storage it used.")
-    return optuna.load_study(study_name=name, storage=storage_url)
+    return optuna.load_study(study_name=name,
+                             storage=storage.optuna_storage(storage_url, on_stale=retry_once))

@@ -7,6 +7,7 @@ Runs are addressed by id through `MlflowClient`, so a trial never depends on a g
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import io
@@ -16,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -35,6 +36,7 @@ from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import predictor, storage
 from hpstudy.errors import UserError
+from hpstudy.record import TRIAL_TAG, Process
 from hpstudy.train import EpochMetrics
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"  # MLflow run statuses we end runs with
@@ -42,6 +44,10 @@ MODEL_NAME = "model"  # the logged model's name inside a run
 NETWORK_FILE = "network.pt2"  # the torch.export'ed network inside a logged model
 PREDICTOR_FILE = Path(predictor.__file__)  # the served model's code, logged with every model
 PARAM_LIMIT = 6000  # MLflow's longest parameter value, in characters
+TAG_LIMIT = 5000  # a tag value we write is cut here (MLflow takes 8000)
+LOCK_SUFFIX = ".selection-lock"  # the registered model that serialises a study's selections
+LOCK_TTL = 600  # seconds after which a selection lock is taken for abandoned
+LOCK_WAIT = 900  # seconds a selection waits for another to finish
 
 
 def _timed(method: Callable) -> Callable:
@@ -69,19 +75,28 @@ class Tracker:
     """One MLflow experiment (one study) in one tracking store."""
 
     def __init__(self, tracking_uri: str, experiment: str):
-        storage.prepare(tracking_uri)
-        mlflow.set_tracking_uri(tracking_uri)  # `log_model` works on the fluent API's store
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
         self.spent: dict[str, float] = {}  # run id -> seconds spent logging to it
-        found = self.client.get_experiment_by_name(experiment)
+        with storage.creation_lock(tracking_uri):  # a fresh sqlite store is made once
+            self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)  # makes tables
+            self.client.search_registered_models(max_results=1)  # the registry's, too
+            self.experiment_id = self._experiment(experiment)
+            storage.share_sqlite(tracking_uri)
+
+    def _experiment(self, name: str) -> str:
+        """The experiment's id, created (or restored) if needed; safe when workers race."""
+        found = self.client.get_experiment_by_name(name)
         if found is None:
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=storage.artifact_location(tracking_uri, experiment))
-        else:
-            self.experiment_id = found.experiment_id
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
+            try:
+                return self.client.create_experiment(
+                    name, artifact_location=storage.artifact_location(self.uri, name))
+            except MlflowException as error:  # another worker made it first
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                found = self.client.get_experiment_by_name(name)
+        if found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        return found.experiment_id
 
     # ------------------------------------------------------------------ runs
 
@@ -99,6 +114,12 @@ class Tracker:
         self.spent[run_id] = time.perf_counter() - started
         return run_id
 
+    @_timed
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """More parameters on a run."""
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:PARAM_LIMIT])
+                                              for k, v in params.items()])
+
     def seconds(self, run_id: str) -> float:
         """Wall time spent logging to this run so far."""
         return self.spent.get(run_id, 0.0)
@@ -110,7 +131,8 @@ class Tracker:
         values = {"train_loss": metrics.train_loss, "train_acc": metrics.train_acc,
                   "val_loss": metrics.val_loss, "val_acc": metrics.val_acc,
                   "epoch_seconds": metrics.seconds}
-        batch = [Metric(k, v, now, metrics.epoch) for k, v in values.items() if not math.isnan(v)]
+        batch = [Metric(k, v, now, metrics.epoch) for k, v in values.items()
+                 if not (k.endswith("_acc") and math.isnan(v))]  # regression has no accuracy
         self.client.log_batch(run_id, metrics=batch)
 
     @_timed
@@ -141,48 +163,103 @@ class Tracker:
         """The network as a servable pyfunc (hpstudy/predictor.py); returns the model's URI.
 
         `example` is a small batch of training-format inputs (uint8 images or float
-        features); the first one becomes the logged input example.
+        features); the first one becomes the logged input example. The model is saved
+        locally, then written into the run's artifacts through the client.
         """
         network = copy.deepcopy(network).cpu().eval()
         image = example.ndim == 4
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / NETWORK_FILE
+            path, model_dir = Path(folder) / NETWORK_FILE, Path(folder) / MODEL_NAME
             batch = torch.export.Dim("batch", min=1)
             exported = torch.export.export(network, (torch.from_numpy(example),),
                                            dynamic_shapes=({0: batch},))
             torch.export.save(exported, path)
-            with mlflow.start_run(run_id=run_id):  # log_model attaches to the fluent active run
-                info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME, python_model=str(PREDICTOR_FILE),
-                    artifacts={"network": str(path)},
-                    model_config={"input_shape": list(example.shape[1:]), "classes": list(classes)},
-                    signature=_signature(image, bool(classes)),
-                    input_example=_input_example(example[0], image),
-                    pip_requirements=requirements())
-        self.client.set_tag(run_id, "model_uri", info.model_uri)  # from the run to its model
-        return info.model_uri
+            mlflow.pyfunc.save_model(
+                model_dir, python_model=str(PREDICTOR_FILE), artifacts={"network": str(path)},
+                model_config={"input_shape": list(example.shape[1:]), "classes": list(classes)},
+                signature=_signature(image, bool(classes)),
+                input_example=_input_example(example[0], image),
+                pip_requirements=requirements())
+            self.client.log_artifacts(run_id, str(model_dir), MODEL_NAME)
+        uri = f"runs:/{run_id}/{MODEL_NAME}"
+        self.client.set_tag(run_id, "model_uri", uri)  # from the run to its model
+        return uri
 
-    def end_run(self, run_id: str, status: str = FINISHED) -> None:
-        """Record the time spent logging to the run, then mark it FINISHED, FAILED or KILLED."""
+    def end_run(self, run_id: str, status: str = FINISHED,
+                tags: Mapping[str, Any] | None = None) -> None:
+        """Record the time spent logging to the run and `tags`, then end it with `status`."""
         spent = Metric("logging_seconds", self.spent.pop(run_id, 0.0), get_current_time_millis(), 0)
-        self.client.log_batch(run_id, metrics=[spent])
+        self.client.log_batch(run_id, metrics=[spent], tags=[
+            RunTag(k, str(v)[:TAG_LIMIT]) for k, v in (tags or {}).items()])
         self.client.set_terminated(run_id, status=status)
+
+    def running_runs(self) -> list[Run]:
+        """Every run of the experiment still marked RUNNING (live, or left by a dead process)."""
+        return self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+
+    def trial_runs(self) -> list[Run]:
+        """Every trial run of the experiment (runs tagged with an Optuna trial number)."""
+        return self.client.search_runs([self.experiment_id], f"tags.`{TRIAL_TAG}` != ''",
+                                       run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
 
     # ------------------------------------------------------------------ registry
 
-    def register(self, name: str, model_uri: str, run_id: str, tags: Mapping[str, Any]) -> str:
-        """The registry version of `model_uri` under `name`, created if it has none yet."""
+    @contextlib.contextmanager
+    def registry_lock(self, name: str, timeout: float = LOCK_WAIT) -> Iterator[None]:
+        """Hold `name`'s selection lock: a registered model that exists only while held.
+
+        Creating a registered model is atomic in every MLflow store (the name is unique),
+        so it serialises selections on one machine or many. A lock whose holder died on
+        this machine, or that outlived LOCK_TTL, is broken.
+        """
+        lock, me = f"{name}{LOCK_SUFFIX}", Process.this()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client.create_registered_model(
+                    lock, tags=me.tags() | {"expires": str(time.time() + LOCK_TTL)},
+                    description="held while hpstudy selects a champion; deleted after")
+                break
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            self._break_stale_lock(lock)
+            if time.monotonic() > deadline:
+                raise UserError(f"another `hpstudy select` has held the registry lock '{lock}' "
+                                f"for over {timeout:.0f} s. If no selection is running, delete "
+                                "that registered model in the MLflow UI and try again.")
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            self.client.delete_registered_model(lock)
+
+    def _break_stale_lock(self, lock: str) -> None:
+        """Delete the lock if its holder is dead or it has expired."""
+        try:
+            held = self.client.get_registered_model(lock)
+            holder = Process.from_tags(held.tags)
+            if (holder and holder.is_dead()) or float(held.tags.get("expires", 0)) < time.time():
+                self.client.delete_registered_model(lock)
+        except MlflowException:
+            pass  # released in the meantime
+
+    # ------------------------------------------------------------------ registry
+
+    def register(self, name: str, run_id: str, tags: Mapping[str, Any]) -> str:
+        """The registry version of the model logged in `run_id`, created if it has none yet."""
         try:
             self.client.create_registered_model(name, description=f"hpstudy study '{name}'")
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         for version in self.client.search_model_versions(f"name = '{name}'"):
-            if version.source == model_uri:
+            if version.run_id == run_id:
                 return str(version.version)
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL_NAME}"
         version = self.client.create_model_version(
-            name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()},
-            model_id=model_uri.removeprefix("models:/"))
+            name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
         return str(version.version)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -236,33 +313,44 @@ def registered_version(tracking_uri: str, name: str, alias: str) -> ModelVersion
     """The version `models:/name@alias` points at, or None; creates nothing."""
     _require_store(tracking_uri)
     try:
-        return MlflowClient(tracking_uri).get_model_version_by_alias(name, alias)
+        return MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
+            name, alias)
     except MlflowException:
         return None
 
 
-def _call(what: str, uri: str, tracking_uri: str, load: Any) -> Any:
-    """`load(uri)` against `tracking_uri`, with MLflow's errors turned into a UserError."""
+def _resolve(uri: str, tracking_uri: str) -> str:
+    """A registered model's URI (models:/NAME@ALIAS or models:/NAME/VERSION) as its source."""
+    if not uri.startswith("models:/"):
+        return uri
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    name, sep, alias = uri.removeprefix("models:/").partition("@")
+    if sep:
+        return client.get_model_version_by_alias(name, alias).source
+    name, _, version = name.rpartition("/")
+    return client.get_model_version_download_uri(name, version)
+
+
+def _download(what: str, uri: str, tracking_uri: str) -> Path:
+    """The local folder of a logged (runs:/) or registered (models:/) model; errors as UserError."""
     _require_store(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
     try:
-        return load(uri)
-    except MlflowException as error:
-        raise UserError(f"cannot load {what} {uri} from {tracking_uri}: {error.message}") from None
+        return Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=_resolve(uri, tracking_uri), tracking_uri=tracking_uri))
+    except (MlflowException, OSError) as error:
+        message = getattr(error, "message", str(error))
+        raise UserError(f"cannot load {what} {uri} from {tracking_uri}: {message}") from None
 
 
 def load_network(model_uri: str, tracking_uri: str) -> torch.nn.Module:
     """The exported network inside a logged or registered model, as a callable module."""
-    def load(uri: str) -> torch.nn.Module:
-        folder = Path(mlflow.artifacts.download_artifacts(uri))  # the model's folder: small
-        return torch.export.load(folder / "artifacts" / NETWORK_FILE).module()
-
-    return _call("the network of", model_uri, tracking_uri, load)
+    folder = _download("the network of", model_uri, tracking_uri)  # the model's folder: small
+    return torch.export.load(folder / "artifacts" / NETWORK_FILE).module()
 
 
 def load_predictor(model_uri: str, tracking_uri: str) -> mlflow.pyfunc.PyFuncModel:
     """A logged or registered model (e.g. models:/NAME@champion) as MLflow serves it."""
-    return _call("the model", model_uri, tracking_uri, mlflow.pyfunc.load_model)
+    return mlflow.pyfunc.load_model(str(_download("the model", model_uri, tracking_uri)))
 
 
 def serve_command(model_uri: str, host: str, port: int) -> list[str]:

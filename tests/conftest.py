@@ -44,6 +44,13 @@ name = "none"
 """
 
 
+def run_study(config, stores: Stores, **options):
+    """`optimize` a study in this process: plan (every check), then run."""
+    from hpstudy.runner import optimize, plan
+
+    return optimize(plan(config, stores, **options))
+
+
 @pytest.fixture
 def stores(tmp_path: Path) -> Stores:
     """An Optuna storage and an MLflow store, both sqlite files under tmp_path."""
@@ -71,15 +78,14 @@ def write_study(tmp_path: Path):
 def finished_study(tmp_path_factory: pytest.TempPathFactory):
     """A tiny real study, optimized twice (3 then 2 trials) into real sqlite stores."""
     from hpstudy.config import load_study
-    from hpstudy.runner import optimize
 
     folder = tmp_path_factory.mktemp("finished")
     path = folder / "tiny.toml"
     path.write_text(TINY_STUDY)
     config = load_study(str(path))
     stores = Stores(f"sqlite:///{folder}/optuna.db", f"sqlite:///{folder}/mlflow.db")
-    first = optimize(config, stores, trials=3, device="cpu")
-    second = optimize(config, stores, trials=2, device="cpu")
+    first = run_study(config, stores, trials=3, device="cpu")
+    second = run_study(config, stores, trials=2, device="cpu")
     return config, stores, first, second
 
 

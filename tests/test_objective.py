@@ -8,9 +8,9 @@ import torch
 
 from hpstudy.config import load_study
 from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG, Objective
+from hpstudy.record import REASON_TAG, STATE_TAG, TrialRecord
 from hpstudy.runner import load_data
 from hpstudy.tracking import Tracker
-from hpstudy.train import Diverged
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ SANE = {"lr": 0.1, "momentum": 0.5, "width": 16, "depth": 1}
 
 
 def run_of(tracker: Tracker, trial: optuna.trial.FrozenTrial):
-    return tracker.client.get_run(trial.user_attrs["mlflow_run_id"])
+    return tracker.client.get_run(TrialRecord.of(trial).run_id)
 
 
 def artifacts(tracker: Tracker, run) -> set[str]:
@@ -45,25 +45,49 @@ def test_a_pruned_trial_is_a_killed_run_with_its_curves_but_no_model(setup):
     run = run_of(tracker, trial)
     assert run.info.status == "KILLED"
     assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts(tracker, run)
-    assert "model_uri" not in run.data.tags and "model_uri" not in trial.user_attrs
+    assert "model_uri" not in run.data.tags and TrialRecord.of(trial).model_uri == ""
+    assert run.data.tags[STATE_TAG] == "pruned"
     assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1]
 
 
-def test_a_diverged_trial_is_a_failed_run_and_the_study_goes_on(setup):
+def test_a_diverged_trial_is_pruned_tagged_and_keeps_its_last_epoch(setup):
     tracker, objective = setup
     study = optuna.create_study()
     study.enqueue_trial({"lr": 0.3, "momentum": 0.9, "width": 32, "depth": 2})
     study.enqueue_trial({"lr": 0.01, "momentum": 0.0, "width": 16, "depth": 1})
     study.enqueue_trial({"lr": 1e9, "momentum": 0.9, "width": 32, "depth": 2})
-    study.optimize(objective, n_trials=3, catch=(Diverged,))
+    study.optimize(objective, n_trials=3)
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
-    failed = study.trials[2]
-    assert "non-finite" in failed.user_attrs["fail_reason"]
-    run = run_of(tracker, failed)
-    assert run.info.status == "FAILED"
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]  # never selectable; TPE sees it as bad
+    diverged = study.trials[2]
+    record = TrialRecord.of(diverged)
+    assert record.state == "diverged" and "non-finite" in record.fail_reason
+    run = run_of(tracker, diverged)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[STATE_TAG] == "diverged" and "non-finite" in run.data.tags[REASON_TAG]
+    history = tracker.client.get_metric_history(run.info.run_id, "train_loss")
+    assert history[-1].step == int(record.fail_reason.rsplit(" ", 1)[1])  # the diverging epoch
     assert CURVES_PNG in artifacts(tracker, run)
     assert run_of(tracker, study.trials[0]).info.status == "FINISHED"
+
+
+def test_a_trial_that_raises_fails_alone_with_its_reason(write_study, stores):
+    huge = {"width = { choices = [16, 32] }": "width = { choices = [16, 2000000] }"}
+    config = load_study(str(write_study(replace=huge)))
+    tracker = Tracker(stores.tracking_uri, config.name)
+    objective = Objective(config, load_data(config), tracker, tracker.start_run("parent"),
+                          torch.device("cpu"))
+    study = optuna.create_study()
+    study.enqueue_trial(SANE | {"width": 2_000_000, "depth": 2})  # 16 TB of weights
+    study.enqueue_trial(SANE)
+    study.optimize(objective, n_trials=2, catch=(Exception,))
+    failed, done = study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert done.state == optuna.trial.TrialState.COMPLETE
+    run = run_of(tracker, failed)
+    assert run.info.status == "FAILED" and run.data.tags[STATE_TAG] == "failed"
+    assert "allocate" in run.data.tags[REASON_TAG]
+    assert TrialRecord.of(failed).fail_reason == run.data.tags[REASON_TAG]
 
 
 def test_a_crash_inside_training_fails_its_run_and_reaches_the_caller(setup):

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from hpstudy.config import load_study
 from hpstudy.errors import ConfigError
 from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG
+from hpstudy.record import ATTEMPT_TAG, STATE_TAG, TRIAL_TAG, TrialRecord
 from hpstudy.runner import load_data
 
 
@@ -51,11 +52,15 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == [1, 2, 3], metric  # one value per epoch, step = epoch
         assert run.data.metrics["val_loss"] == trial.value
-        assert 0 < run.data.metrics["logging_seconds"] == trial.user_attrs["logging_seconds"]
+        record = TrialRecord.of(trial)
+        assert 0 < run.data.metrics["logging_seconds"] == record.logging_seconds
+        assert run.data.tags[STATE_TAG] == "complete" and run.data.tags[ATTEMPT_TAG] == "1"
+        assert run.data.tags[TRIAL_TAG] == str(trial.number) == run.data.params["trial"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts
-        model = client.get_logged_model(trial.user_attrs["model_uri"].removeprefix("models:/"))
-        assert model.source_run_id == run.info.run_id
+        assert record.model_uri == f"runs:/{run.info.run_id}/model"
+        assert "MLmodel" in {a.path.rsplit("/", 1)[-1] for a in
+                             client.list_artifacts(run.info.run_id, "model")}
 
 
 def test_running_optimize_twice_continues_one_study(finished_study):
@@ -89,3 +94,11 @@ def test_an_architecture_that_cannot_fit_the_input_is_named_as_such(write_study)
         "width = 6", "depth = { low = 1, high = 2 }": "depth = 2"})))
     with pytest.raises(ConfigError, match=r"model: expected an architecture and options that fit"):
         load_data(lenet_on_8x8)
+
+
+def test_a_timeout_alone_runs_as_many_trials_as_fit(write_study, stores):
+    from hpstudy.runner import plan
+
+    config = load_study(str(write_study()))
+    assert plan(config, stores, timeout=5).trials is None  # not the study file's 3
+    assert plan(config, stores).trials == 3 and plan(config, stores, trials=7).trials == 7

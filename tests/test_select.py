@@ -11,9 +11,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from hpstudy import data as datasets
-from hpstudy.errors import UserError
+from hpstudy.errors import NoChampion, UserError
+from hpstudy.record import TrialRecord
 from hpstudy.runner import select_only
-from hpstudy.select import best_trial
+from hpstudy.select import best_trial, floor
 
 
 def test_champion_alias_points_at_the_lowest_validation_loss(finished_study):
@@ -64,34 +65,71 @@ def test_select_without_a_study_says_to_optimize_first(write_study, stores):
         select_only(load_study(str(write_study())), stores)
 
 
+def done(number: int, value: float, val_acc: float, model_uri: str):
+    """A completed trial with hpstudy's record, as the objective leaves it."""
+    import optuna
+
+    from hpstudy.record import ATTR, Process, TrialRecord
+
+    record = TrialRecord(number, 1, Process("h", 1, 0), state="complete", model_uri=model_uri,
+                         val_acc=val_acc)
+    return optuna.trial.create_trial(value=value, user_attrs={ATTR: record.to_attr()})
+
+
 def test_best_trial_skips_failed_and_non_finite_trials():
     import optuna
 
     study = optuna.create_study()
-    study.add_trial(optuna.trial.create_trial(value=math.inf, user_attrs={"model_uri": "a"}))
-    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"model_uri": "b"}))
+    study.add_trial(done(0, math.inf, 0.9, "a"))
+    study.add_trial(done(1, 0.5, 0.9, "b"))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-    assert best_trial(study).user_attrs["model_uri"] == "b"
+    assert TrialRecord.of(best_trial(study)).model_uri == "b"
+
+
+def test_a_champion_must_beat_a_constant_predictor():
+    import optuna
+    import torch
+
+    from hpstudy.data import Split
+
+    val = Split(torch.zeros(10, 2), torch.tensor([0] * 5 + [1] * 3 + [2] * 2))  # 50/30/20
+    rule = floor(val)
+    assert rule.min_val_acc == 0.5
+    assert rule.max_val_loss == pytest.approx(1.0297, abs=1e-4)  # the class frequencies' entropy
+    study = optuna.create_study()
+    study.add_trial(done(0, 47.0, 0.9, "exploded"))  # a loss worse than guessing
+    study.add_trial(done(1, 0.9, 0.5, "chance"))  # no better than the most frequent class
+    with pytest.raises(NoChampion, match="beats a constant predictor"):
+        best_trial(study, rule)
+    study.add_trial(done(2, 0.95, 0.6, "fine"))
+    assert TrialRecord.of(best_trial(study, rule)).model_uri == "fine"
+    assert floor(val, "none").admits(47.0, 0.1)
+    assert not floor(val, "chance", max_val_loss=0.5).admits(0.9, 0.9)
+    regression = floor(Split(torch.zeros(4, 1), torch.tensor([[0.0], [1.0], [0.0], [1.0]])))
+    assert regression.max_val_loss == pytest.approx(0.25) and math.isnan(regression.min_val_acc)
 
 
 def test_the_gate_keeps_a_better_champion_and_moves_for_a_better_model(write_study, tmp_path):
     """Three fresh studies into one registry: good, then worse (kept), then better (moves)."""
+    from conftest import run_study
+
     from hpstudy.config import load_study
-    from hpstudy.runner import Stores, optimize
+    from hpstudy.runner import Stores
 
     path = str(write_study())
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
 
     def run(storage: str, *overrides: str):
         config = load_study(path, overrides)
-        return optimize(config, Stores(f"sqlite:///{tmp_path}/{storage}", tracking), trials=1,
-                        device="cpu")
+        return run_study(config, Stores(f"sqlite:///{tmp_path}/{storage}", tracking),
+                         trials=1, device="cpu")
 
     client = MlflowClient(tracking)
     first = run("a.db")
     assert first.selection.decision.moves and first.selection.version == "1"
 
-    worse = run("b.db", "search.lr=0.001", "search.momentum=0.0", "train.epochs=1")
+    worse = run("b.db", "search.lr=0.001", "search.momentum=0.0", "train.epochs=1",
+                "champion_floor=none")  # worse, yet kept as a candidate
     assert not worse.selection.decision.moves
     assert "not better than the champion" in worse.selection.decision.reason
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
@@ -102,7 +140,7 @@ def test_the_gate_keeps_a_better_champion_and_moves_for_a_better_model(write_stu
     stores = Stores(f"sqlite:///{tmp_path}/c.db", tracking)
     optimize_calls = len(client.search_runs([client.get_experiment_by_name("tiny")
                                              .experiment_id]))
-    better = optimize(config, stores, trials=1, device="cpu")
+    better = run_study(config, stores, trials=1, device="cpu")
     assert better.selection.decision.moves, better.selection.decision.reason
     assert better.selection.decision.current_version == "1"
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == \

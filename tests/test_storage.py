@@ -18,9 +18,7 @@ def test_sqlite_paths_relative_and_absolute():
     assert storage.sqlite_file("postgresql://u@h/db") is None
 
 
-def test_prepare_makes_the_folder_and_artifacts_go_beside_the_database(tmp_path):
+def test_artifacts_go_beside_the_database(tmp_path):
     uri = f"sqlite:///{tmp_path}/deep/er/mlflow.db"
-    storage.prepare(uri)
-    assert (tmp_path / "deep" / "er").is_dir()
     assert storage.artifact_location(uri, "s") == (tmp_path / "deep/er/artifacts/s").as_uri()
     assert storage.artifact_location("http://127.0.0.1:5000", "s") is None

@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import run_study
 
 from hpstudy.config import BUNDLED_STUDIES_DIR, load_study
-from hpstudy.runner import Stores, optimize
+from hpstudy.runner import Stores
 
 SHIPPED = sorted(BUNDLED_STUDIES_DIR.glob("*.toml"))
 TINY = {  # --set overrides that shrink each dataset to the files tests/data_files.py writes
@@ -39,11 +40,11 @@ def test_every_study_of_the_seed_reports_is_shipped():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_each_study_runs_one_trial_of_one_epoch(path: Path, data_dir: Path, shared_stores):
     config = load_study(str(path))
-    overrides = ["train.epochs=1", *TINY[config.data.name]]
+    overrides = ["train.epochs=1", "champion_floor=none", *TINY[config.data.name]]
     if getattr(config.data.options, "subset", None):
         overrides.append("data.subset=30")
     config = load_study(str(path), overrides)
-    outcome = optimize(config, shared_stores, trials=1, device="cpu", data_dir=str(data_dir))
+    outcome = run_study(config, shared_stores, trials=1, device="cpu", data_dir=str(data_dir))
     assert len(outcome.study.trials) == 1
     assert outcome.selection is not None, outcome.no_selection_reason
     assert math.isfinite(outcome.selection.test_loss)

@@ -42,10 +42,9 @@ def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
     assert served.metadata.get_output_schema().input_names() == [
         "class_index", "class_name", "probabilities"]
     assert served.input_example is not None  # a base64 PNG, as a client sends it
-    logged = tracker.client.get_logged_model(uri.removeprefix("models:/"))
-    assert logged.source_run_id == run_id
-    first = tracker.register("study_c", uri, run_id, {"trial": 0})
-    assert tracker.register("study_c", uri, run_id, {"trial": 0}) == first == "1"
+    assert uri == f"runs:/{run_id}/model"
+    first = tracker.register("study_c", run_id, {"trial": 0})
+    assert tracker.register("study_c", run_id, {"trial": 0}) == first == "1"
     tracker.set_alias("study_c", "champion", first)
     assert str(tracker.version_by_alias("study_c", "champion").version) == "1"
     assert tracker.version_by_alias("study_c", "previous") is None
