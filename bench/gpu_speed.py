@@ -33,14 +33,15 @@ from pathlib import Path
 
 import optuna
 import torch
-from torch.nn import functional as F
+from peer import plain_epoch, plain_validate  # bench/peer.py: the plain loops, shared
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from hpstudy.config import BUNDLED_STUDIES_DIR, load_study
 from hpstudy.data import load as load_dataset
 from hpstudy.models import build_model
-from hpstudy.runner import Stores, optimize
+from hpstudy.record import ATTR
+from hpstudy.runner import Stores, optimize, plan
 from hpstudy.tracking import quiet
 from hpstudy.train import Recipe, fit, pick_device
 
@@ -53,12 +54,6 @@ def report_001_cnn(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.nn.
     """The CNN of report 001, through hpstudy's own builder (as `cnn_cifar` defines it)."""
     config = load_study("cnn_cifar")
     return build_model("cnn", config.model.options, (3, 32, 32), 10, mean, std, width=64, depth=2)
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device, so wall time measures finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ------------------------------------------------------------------------- the plain way
@@ -77,37 +72,6 @@ def plain_loaders(root: Path, batch: int, workers: int, limit: int | None,
               "persistent_workers": workers > 0}
     return (DataLoader(Subset(everything, train), batch_size=batch, shuffle=True, **common),
             DataLoader(Subset(everything, val), batch_size=1024, **common))
-
-
-def plain_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                device: torch.device) -> float:
-    """One training epoch the usual way; its wall time in seconds."""
-    model.train()
-    sync(device)
-    started = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    sync(device)
-    return time.perf_counter() - started
-
-
-@torch.no_grad()
-def plain_validate(model: torch.nn.Module, loader: DataLoader, device: torch.device
-                   ) -> tuple[float, float]:
-    """Validation loss and accuracy the usual way."""
-    model.eval()
-    loss = hits = count = 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        hits += (out.argmax(1) == y).sum().item()
-        count += len(y)
-    return loss / count, hits / count
 
 
 # ------------------------------------------------------------------------- hpstudy's way
@@ -171,13 +135,13 @@ def hpstudy_study(args: argparse.Namespace, folder: Path) -> dict:
     gpu = GpuUtilisation()
     gpu.start()
     started = time.perf_counter()
-    outcome = optimize(config, Stores(f"sqlite:///{folder}/optuna.db",
-                                      f"sqlite:///{folder}/mlflow.db"),
-                       trials=None, timeout=args.seconds, device=args.device,
-                       data_dir=args.data_dir)
+    outcome = optimize(plan(config, Stores(f"sqlite:///{folder}/optuna.db",
+                                           f"sqlite:///{folder}/mlflow.db"),
+                            trials=None, timeout=args.seconds, device=args.device,
+                            data_dir=args.data_dir))
     elapsed = time.perf_counter() - started
     done = [t for t in outcome.study.trials if t.duration]
-    logging = sum(t.user_attrs.get("logging_seconds", 0.0) for t in done)
+    logging = sum((t.user_attrs.get(ATTR) or {}).get("logging_seconds", 0.0) for t in done)
     return {"trials": len(done), "seconds": elapsed, "trials_per_hour": 3600 * len(done) / elapsed,
             "gpu_utilisation": gpu.mean(),
             "logging_share": logging / sum(t.duration.total_seconds() for t in done)}

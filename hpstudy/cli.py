@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import signal
 import sys
 import warnings
@@ -12,17 +13,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
-
 from hpstudy import __version__
 from hpstudy.errors import NoChampion, UserError
 from hpstudy.record import DIVERGED, TrialRecord
 from hpstudy.space import on_edge
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands that use them
+    import optuna
+    from optuna.trial import FrozenTrial
+    from tqdm import tqdm
+
     from hpstudy.config import StudyConfig
     from hpstudy.runner import Outcome, Plan, Stores
     from hpstudy.select import Decision, Selection
@@ -68,6 +69,8 @@ def _cell(value: object) -> str:
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     """One line per finished trial: number, state, validation loss, parameters, best so far."""
+    from optuna.trial import TrialState
+
     state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned",
              TrialState.FAIL: "failed"}.get(trial.state, trial.state.name.lower())
     loss = trial.value if trial.value is not None else (  # a pruned trial's last report
@@ -114,6 +117,8 @@ def selection_lines(decision: Decision, selection: Selection | None = None) -> l
 
 def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
     """The closing table: the best trials, the champion, warnings, and where to look."""
+    from optuna.trial import TrialState
+
     study = outcome.study
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in TrialState}
@@ -139,6 +144,8 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
     if outcome.repairs:
         lines.append(_repairs(outcome).capitalize().strip())
     lines += [f"Warning: {problem}" for problem in outcome.worker_problems]
+    lines += [f"Warning: a figure was not written: {failure}" for failure in
+              outcome.figure_failures]
     if outcome.stopped:
         lines.append(f"Stopped early: {outcome.stopped}")
     if outcome.selection is None:
@@ -160,18 +167,44 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
 # ------------------------------------------------------------------------------- commands
 
 
+def _load(args: argparse.Namespace) -> StudyConfig:
+    """The `--study` file with its `--set` overrides, checked before torch or MLflow is imported."""
+    import optuna  # checking [sampler] and [pruner] builds them, and a sampler may log
+
+    from hpstudy.config import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return load_study(args.study, args.overrides)
+
+
 def _plan(args: argparse.Namespace) -> Plan:
     """The checked plan of an `optimize` or `worker` call: bad input stops here, silently."""
-    from hpstudy.config import load_study
+    config = _load(args)  # first: the runner imports torch and MLflow, which take seconds
+    _check_flags(args)  # so are the stores, the device's name and --jobs
     from hpstudy.runner import Stores, plan
 
-    config = load_study(args.study, args.overrides)
+    _quiet_mlflow()
     return plan(config, Stores(args.storage, args.tracking_uri), args.trials, args.timeout,
                 args.device, args.jobs, args.data_dir, args.create)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flags that need no torch: store URLs, the device's spelling, --jobs (plan re-checks)."""
+    from hpstudy import storage
+
+    storage.check_storage(args.storage, create=args.create)
+    storage.check_tracking(args.tracking_uri, create=args.create)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        raise UserError(f"--device {args.device}: not a device; expected auto, cpu, cuda or "
+                        "cuda:N (e.g. cuda:0).")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: expected an integer >= 1.")
+
+
 def _progress(plan: Plan, command: str) -> tqdm:
     """The header line, then a progress bar over the trials on stderr."""
+    from tqdm import tqdm
+
     config = plan.config
     jobs = f", {plan.jobs} worker processes" if plan.jobs > 1 else ""
     count = plan.trials or "as many as fit in the timeout"
@@ -193,9 +226,9 @@ def _on_trial(bar: tqdm) -> Callable[[optuna.Study, FrozenTrial], None]:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Run trials of a study, log them to MLflow, and select the champion."""
+    plan = _plan(args)  # checks the study file before the runner is imported
     from hpstudy.runner import optimize
 
-    plan = _plan(args)
     with _progress(plan, "Study") as bar:
         outcome = optimize(plan, _on_trial(bar))
     print(summary(outcome, plan.config, plan.stores))
@@ -206,9 +239,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Join a study as one more worker (this machine or another): run trials, no selection."""
+    plan = _plan(args)  # checks the study file before the runner is imported
     from hpstudy.runner import work
 
-    plan = _plan(args)
     if args.quiet:  # under `optimize --jobs`: the parent shows the progress
         outcome = work(plan, None, args.parent_run, args.worker_index)
     else:
@@ -217,6 +250,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"\nWorker done: {_repairs(outcome)}trials {outcome.first_trial} and on are in "
               f"the study; select the champion with `hpstudy select --study "
               f"{plan.config.name}` (same --storage and --tracking-uri).")
+    for failure in outcome.figure_failures:
+        print(f"hpstudy: warning: a figure was not written: {failure}", file=sys.stderr)
     if outcome.stopped:
         print(f"hpstudy: {outcome.stopped}", file=sys.stderr)
         return EXIT_TRIALS_FAILING
@@ -237,10 +272,10 @@ def _repairs(outcome: Outcome) -> str:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Choose the champion again among all trials of a study."""
-    from hpstudy.config import load_study
+    config = _load(args)  # first: the runner imports torch and MLflow, which take seconds
     from hpstudy.runner import Stores, select_only
 
-    config = load_study(args.study, args.overrides)
+    _quiet_mlflow()
     stores = Stores(args.storage, args.tracking_uri)
     result = select_only(config, stores, args.dry_run, data_dir=args.data_dir)
     lines = selection_lines(result) if args.dry_run else selection_lines(result.decision, result)
@@ -252,6 +287,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
     from hpstudy.tracking import registered_version, serve_command
 
+    _quiet_mlflow()
     name = Path(args.study).stem
     uri = f"models:/{name}@{args.alias}"
     if registered_version(args.tracking_uri, name, args.alias) is None:
@@ -270,6 +306,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hpstudy.predictor import IMAGE_FIELD
     from hpstudy.tracking import load_predictor
 
+    _quiet_mlflow()
     missing = [f for f in args.images if not Path(f).is_file()]
     if missing:
         raise UserError(f"no such image file: {', '.join(missing)}")
@@ -393,13 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet() -> None:
-    """Leave the terminal to hpstudy's own lines: libraries speak only when something is wrong."""
-    from hpstudy.tracking import quiet
+    """Leave the terminal to hpstudy's own lines: libraries speak only when something is wrong.
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    quiet()
+    Nothing is imported here, so that `list` and a mistake in a study file answer at once:
+    `_load` turns Optuna's logger down before the study file is checked, `_quiet_mlflow`
+    turns MLflow's down once a command has imported it (importing MLflow resets its loggers).
+    """
     for module in ("mlflow", "optuna"):
         warnings.filterwarnings("ignore", module=module)
+
+
+def _quiet_mlflow() -> None:
+    """MLflow speaks only when something is wrong; call it after MLflow is imported."""
+    from hpstudy.tracking import quiet
+
+    quiet()
 
 
 def _interrupt_on_sigterm() -> None:

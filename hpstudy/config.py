@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hpstudy.data import DATASETS
 from hpstudy.errors import ConfigError, UserError
+from hpstudy.models import MODELS
 from hpstudy.space import Param, parse_search
 from hpstudy.tables import build, check_type, one_of, require
 
@@ -47,10 +49,13 @@ class TrainConfig:
     batch_size: int  # examples per optimizer step
     optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
     seed: int = 0  # weight init and shuffling: the same parameters give the same result
+    vectorize: int = 1  # trials of one width and depth trained together as one batched network
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        require(self.vectorize >= 1, "vectorize", "an integer >= 1 (1: one trial at a time)",
+                self.vectorize)
 
 
 @dataclass(frozen=True)
@@ -188,9 +193,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
     """A StudyConfig from the parsed TOML document."""
-    from hpstudy.data import DATASETS  # registries import torch; keep `config` itself light
-    from hpstudy.models import MODELS
-    from hpstudy.study import PRUNERS, SAMPLERS, check_plugin
+    from hpstudy.study import PRUNERS, SAMPLERS, check_plugin  # Optuna: only to check a file
 
     top = build(_TopLevel, raw)
     data = _with_options(top.data, "data", "name", DATASETS)
@@ -209,6 +212,8 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
     require(train.optimizer != "adam" or not search["momentum"].searched, "search.momentum",
             "no momentum search with train.optimizer = 'adam' (Adam has no momentum setting)",
             "a range", "Remove search.momentum or use sgd or rmsprop.")
+    if train.vectorize > 1:
+        _check_vectorize(model.architecture, train, search)
     sampler = _plugin(top.sampler, "sampler", "tpe", SAMPLERS)
     pruner = _plugin(top.pruner, "pruner", "median", PRUNERS)
     check_plugin(SAMPLERS, sampler, "sampler")
@@ -218,6 +223,23 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
         metric=top.metric, data=data, model=model, train=train,
         search=search, sampler=sampler, pruner=pruner, max_failures=top.max_failures,
         champion_floor=top.champion_floor, max_val_loss=top.max_val_loss)
+
+
+VECTORIZED = ("mlp", "linear")  # fully connected: hpstudy/batched.py trains K of them as one
+
+
+def _check_vectorize(architecture: str, train: TrainConfig, search: dict[str, Param]) -> None:
+    """A ConfigError unless `train.vectorize` can apply: SGD, a fully connected net, no dropout."""
+    fix = "Set train.vectorize = 1, or"
+    require(architecture in VECTORIZED, "train.vectorize", f"1 for '{architecture}' (vectorised "
+            f"trials need {' or '.join(VECTORIZED)})", train.vectorize,
+            f"{fix} use a fully connected architecture.")
+    require(train.optimizer == "sgd", "train.vectorize", "1 with adam or rmsprop (vectorised "
+            "trials use SGD)", train.vectorize, f"{fix} use optimizer = 'sgd'.")
+    dropout = search["dropout"]
+    require(not dropout.searched and not dropout.value, "train.vectorize", "1 with dropout "
+            "(vectorised trials must compute what separate trials do)", train.vectorize,
+            f"{fix} remove search.dropout.")
 
 
 def _with_options(table: Mapping[str, Any], section: str, key: str, registry: Mapping) -> Any:

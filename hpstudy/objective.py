@@ -3,6 +3,8 @@
 Every trial attempt has exactly one MLflow run, and the run ends as the trial does:
 completed (FINISHED), pruned or diverged (KILLED), failed (FAILED, with the reason).
 Whatever a trial raises ends that trial alone; the study decides whether to go on.
+A completed trial keeps its weights; selection packages a servable model only for the
+trial it picks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from hpstudy import plots
 from hpstudy.config import StudyConfig
@@ -28,20 +31,19 @@ from hpstudy.record import (
     RUN_STATUS,
     STATE_TAG,
     STUDY_TAG,
+    TIMINGS,
     TRIAL_TAG,
     Process,
     TrialRecord,
 )
 from hpstudy.space import PARAMS, Number, Param
-from hpstudy.tracking import Tracker
+from hpstudy.tracking import RunEnd, Tracker, load_weights, write_run_end
 from hpstudy.train import Diverged, EpochMetrics, Recipe, describe_device, fit
+from hpstudy.writer import Writer
 
 CURVES_PNG = "curves.png"  # loss and accuracy per epoch
 WEIGHTS_PNG = "first_layer.png"  # the first layer's filters or unit weights
-
-
-class TrialFailed(Exception):
-    """A trial trained but could not be recorded (e.g. its artifacts could not be written)."""
+METRICS_EVERY = 5.0  # seconds between a trial's metric writes (and at its end)
 
 
 def suggest(trial: optuna.Trial, search: dict[str, Param]) -> dict[str, Number]:
@@ -75,16 +77,49 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
 
 
+def hyperparameters(config: StudyConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """Every searchable value of a trial: the fixed ones from the study file, then its own."""
+    return {name: p.value for name, p in config.search.items()} | params
+
+
+def build_network(config: StudyConfig, data: Dataset, hp: dict[str, Any]) -> torch.nn.Module:
+    """The network a trial with hyperparameters `hp` trains."""
+    model = config.model
+    return build_model(model.architecture, model.options, data.input_shape, data.num_outputs,
+                       data.mean, data.std, hp["width"], hp["depth"], hp["dropout"])
+
+
+def trained_network(config: StudyConfig, data: Dataset, trial: FrozenTrial,
+                    tracking_uri: str) -> torch.nn.Module:
+    """A completed trial's network, rebuilt and given its trained weights, on the CPU."""
+    network = build_network(config, data, hyperparameters(config, trial.params))
+    network.load_state_dict(load_weights(TrialRecord.of(trial).weights_uri, tracking_uri))
+    return network.eval()
+
+
+def recipe(config: StudyConfig, hp: dict[str, Any]) -> Recipe:
+    """How a trial with hyperparameters `hp` trains."""
+    train = config.train
+    return Recipe(epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
+                  lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+                  seed=train.seed)
+
+
 class Objective:
-    """Callable by `study.optimize`: trains one model per trial, logs it as a nested MLflow run."""
+    """Callable by `study.optimize`: trains one model per trial, logs it as a nested MLflow run.
+
+    On the training path a trial writes only its parameters, its metrics (buffered, at
+    most every METRICS_EVERY seconds) and, when it completes, its weights; its figures
+    are drawn and its run closed by `writer` beside the next trial (inline without one).
+    """
 
     def __init__(self, config: StudyConfig, data: Dataset, tracker: Tracker, parent_id: str,
-                 device: torch.device):
+                 device: torch.device, writer: Writer | None = None):
         self.config, self.data, self.tracker = config, data, tracker
-        self.parent_id, self.device = parent_id, device
+        self.parent_id, self.device, self.writer = parent_id, device, writer
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        """Train with this trial's parameters; the validation loss of the final model."""
+    def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
+        """A trial's MLflow run (with the study's fixed settings) and its first record."""
         config, record = self.config, first_record(trial)
         run_id = self.tracker.start_run(
             f"trial-{trial.number}", parent_id=self.parent_id,
@@ -94,13 +129,23 @@ class Objective:
             | record.process.tags())
         record = record.but(run_id=run_id)
         trial.set_user_attr(ATTR, record.to_attr())
-        history: list[EpochMetrics] = []
+        return record, EpochLog(self.tracker, run_id)
+
+    def seeded_network(self, hp: dict[str, Any]) -> torch.nn.Module:
+        """The trial's initial network: seeded by the study, the process's RNG left alone."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.train.seed)  # same parameters, same initial weights
+            return build_network(self.config, self.data, hp)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Train with this trial's parameters; the validation loss of the final model."""
+        config = self.config
+        record, log = self.begin(trial)
+        run_id = record.run_id
         model: torch.nn.Module | None = None
-        started = time.perf_counter()
 
         def on_epoch(metrics: EpochMetrics) -> None:
-            history.append(metrics)
-            self.tracker.log_epoch(run_id, metrics)
+            log.add(metrics)
             trial.report(metrics.val_loss, metrics.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: validation loss "
@@ -109,78 +154,95 @@ class Objective:
         try:
             values = suggest(trial, config.search)  # inside: a changed search space fails here
             self.tracker.log_params(run_id, values)
-            hp = {name: p.value for name, p in config.search.items()} | values
+            hp = hyperparameters(config, values)
+            model = self.seeded_network(hp)  # inside the try: a model too large fails alone
+            self.tracker.log_params(run_id, {"n_params": count_parameters(model)})
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
-                                       else []):  # this trial's seed; the process's RNG untouched
-                torch.manual_seed(config.train.seed)  # same parameters, same initial weights
-                model = self._build(hp)  # inside: a model too large fails this trial alone
-                self.tracker.log_params(run_id, {"n_params": count_parameters(model)})
-                fit(model, self.data, self._recipe(hp), self.device, on_epoch)
-            seconds = time.perf_counter() - started
-            model_uri = self.tracker.log_model(run_id, model, self.data.val.x[:2].cpu().numpy(),
-                                               self.data.classes)
+                                       else []):  # dropout draws: seeded, the process's untouched
+                torch.manual_seed(config.train.seed)
+                fit(model, self.data, recipe(config, hp), self.device, on_epoch)
         except optuna.TrialPruned as pruned:
-            self._end(trial, record, PRUNED, str(pruned), history, model, started)
+            self.end(trial, record, PRUNED, str(pruned), log, model)
             raise
         except Diverged as error:  # the diverging epoch is logged too; never selectable
-            history = error.history
-            self.tracker.log_epoch(run_id, history[-1])
-            trial.report(float("inf"), history[-1].epoch)  # TPE learns this region is bad
-            self._end(trial, record, DIVERGED, str(error), history, model, started)
+            log.add(error.history[-1])
+            trial.report(float("inf"), error.history[-1].epoch)  # TPE learns this region is bad
+            self.end(trial, record, DIVERGED, str(error), log, model)
             raise optuna.TrialPruned(str(error)) from None
         except BaseException as error:  # anything else fails this trial: say why, then re-raise
-            self._end(trial, record, FAILED, describe_error(error), history, model, started)
+            self.end(trial, record, FAILED, describe_error(error), log, model)
             raise
         finally:
-            self._release()
-        ended = self._end(trial, record.but(model_uri=model_uri), COMPLETE, "", history, model,
-                          started, seconds)
-        if ended.state != COMPLETE:
-            raise TrialFailed(ended.fail_reason)
-        return history[-1].val_loss
+            self.release()
+        self.end(trial, record, COMPLETE, "", log, model)
+        return log.history[-1].val_loss
 
-    def _build(self, hp: dict[str, Any]) -> torch.nn.Module:
-        """The trial's network."""
-        data, model = self.data, self.config.model
-        return build_model(model.architecture, model.options, data.input_shape, data.num_outputs,
-                           data.mean, data.std, hp["width"], hp["depth"], hp["dropout"])
-
-    def _recipe(self, hp: dict[str, Any]) -> Recipe:
-        """How the trial's network is trained."""
-        train = self.config.train
-        return Recipe(epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
-                      lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
-                      seed=train.seed)
-
-    def _release(self) -> None:
+    def release(self) -> None:
         """Give GPU memory back between trials (a failed trial's too)."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _end(self, trial: optuna.Trial, record: TrialRecord, state: str, reason: str,
-             history: list[EpochMetrics], model: torch.nn.Module | None, started: float,
-             seconds: float | None = None) -> TrialRecord:
-        """Log the trial's figures, end its run as `state`, and keep its record in Optuna.
+    def end(self, trial: optuna.Trial, record: TrialRecord, state: str, reason: str,
+             log: EpochLog, model: torch.nn.Module | None) -> TrialRecord:
+        """Write what is left of the trial, keep its record in Optuna, and end its run.
 
-        A completed trial whose figures cannot be written ends failed: a trial counts only
-        when what it records is there. Returns the record as it ended.
+        Metrics and weights are written here (a trial counts only once they are); the
+        figures and the run's end go to the writer.
         """
-        run_id, title = record.run_id, f"{self.config.name}: trial {trial.number}"
-        try:
-            if history:
-                self.tracker.log_figure(run_id, plots.curves(history, title), CURVES_PNG)
-            if history and model is not None:
-                self.tracker.log_figure(run_id, plots.first_layer_weights(
-                    model, self.data.input_shape, title), WEIGHTS_PNG)
-        except Exception as error:
-            if state == COMPLETE:
-                state, reason = FAILED, f"could not log its figures: {describe_error(error)}"
+        run_id, history = record.run_id, log.history
+        log.flush()
+        weights_uri = ""
+        if state == COMPLETE:
+            started = time.perf_counter()
+            weights_uri = self.tracker.log_weights(run_id, model)
+            log.timings["model"] = time.perf_counter() - started
+        started = time.perf_counter()
+        title = f"{self.config.name}: trial {trial.number}"
+        figures = (((CURVES_PNG, plots.curves, (history, title)),) if history else ()) + (
+            ((WEIGHTS_PNG, plots.layer_weights, (*plots.first_layer_array(model),
+                                                 self.data.input_shape, title)),)
+            if history and model is not None else ())
+        job = RunEnd(self.tracker.uri, run_id, RUN_STATUS[state],
+                     {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures)
+        log.timings["figures"] = time.perf_counter() - started
         record = record.but(
-            state=state, fail_reason=reason, train_seconds=seconds or (
-                time.perf_counter() - started), logging_seconds=self.tracker.seconds(run_id),
+            state=state, fail_reason=reason, weights_uri=weights_uri,
             val_acc=history[-1].val_acc if history else None,
-            model_uri=record.model_uri if state == COMPLETE else "")
+            train_seconds=sum(m.seconds for m in history),
+            logging_seconds=self.tracker.seconds(run_id), timings=log.timings)
         trial.set_user_attr(ATTR, record.to_attr())
-        self.tracker.end_run(run_id, RUN_STATUS[state], {STATE_TAG: state} | (
-            {REASON_TAG: reason} if reason else {}))
+        self.tracker.log_metrics(run_id, {"logging_seconds": record.logging_seconds})
+        if self.writer is None:
+            write_run_end(job)
+        else:
+            self.writer.submit(job)
         return record
+
+
+class EpochLog:
+    """A trial's epochs: kept, and written to its run at most every METRICS_EVERY seconds."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker, self.run_id = tracker, run_id
+        self.history: list[EpochMetrics] = []
+        self.timings = dict.fromkeys(TIMINGS, 0.0)
+        self._unwritten: list[EpochMetrics] = []
+        self._written_at = time.perf_counter()
+
+    def add(self, metrics: EpochMetrics) -> None:
+        """One more epoch; written now if the last write is METRICS_EVERY seconds old."""
+        self.history.append(metrics)
+        self._unwritten.append(metrics)
+        self.timings["train"] += metrics.seconds - metrics.val_seconds
+        self.timings["validate"] += metrics.val_seconds
+        if time.perf_counter() - self._written_at >= METRICS_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the epochs not yet written."""
+        started = time.perf_counter()
+        if self._unwritten:
+            self.tracker.log_epochs(self.run_id, self._unwritten)
+            self._unwritten = []
+        self._written_at = time.perf_counter()
+        self.timings["metrics"] += self._written_at - started

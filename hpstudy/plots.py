@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no display needed
-from torch import nn
 
-from hpstudy.models import first_layer
-from hpstudy.train import EpochMetrics
+from hpstudy.record import EpochMetrics
+
+if TYPE_CHECKING:  # the figure writer draws from arrays: it needs no torch
+    from torch import nn
 
 MAX_TILES = 64  # units or filters shown in the weights figure
 
@@ -43,9 +45,23 @@ def curves(history: Sequence[EpochMetrics], title: str) -> Figure:
 
 def first_layer_weights(model: nn.Module, input_shape: Sequence[int], title: str) -> Figure:
     """The first layer's weights as images: conv filters, or each unit's weights over the input."""
+    return layer_weights(*first_layer_array(model), input_shape, title)
+
+
+def first_layer_array(model: nn.Module) -> tuple[np.ndarray, bool]:
+    """The first layer's weights as an array, and whether they are conv filters."""
+    from torch import nn
+
+    from hpstudy.models import first_layer
+
     layer = first_layer(model)
-    weights = layer.weight.detach().cpu().float().numpy()
-    if isinstance(layer, nn.Conv2d):
+    return layer.weight.detach().cpu().float().numpy(), isinstance(layer, nn.Conv2d)
+
+
+def layer_weights(weights: np.ndarray, conv: bool, input_shape: Sequence[int],
+                  title: str) -> Figure:
+    """`first_layer_weights` from the weights alone (what the background writer is sent)."""
+    if conv:
         what, tiles = f"{weights.shape[2]}x{weights.shape[3]} conv filters", weights
     elif len(input_shape) == 3:  # an MLP on images: each unit's weights over the input pixels
         what, tiles = "unit weights over the input", weights.reshape(-1, *input_shape)

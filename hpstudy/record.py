@@ -23,12 +23,29 @@ TRIAL_TAG = "optuna.trial_number"
 ATTEMPT_TAG = "hpstudy.attempt"  # 1, or 2 for the retry of a trial whose worker died
 STATE_TAG = "hpstudy.state"  # complete | pruned | diverged | failed
 REASON_TAG = "hpstudy.fail_reason"  # why a trial failed, diverged or was pruned
+FIGURES_ERROR_TAG = "hpstudy.figures_error"  # a figure that could not be written, and why
 COMMAND_TAG = "hpstudy.command"  # optimize | worker | select (parent runs only)
 HOST_TAG, PID_TAG, STARTED_TAG = "hpstudy.host", "hpstudy.pid", "hpstudy.process_start"
+
+TIMINGS = ("train", "validate", "metrics", "model", "figures")  # where a trial's time goes;
+# "figures" is what submitting them cost here: drawing happens beside the next trial
 
 # a trial's end states, and the MLflow run status each one ends its run with
 COMPLETE, PRUNED, DIVERGED, FAILED, RUNNING = "complete", "pruned", "diverged", "failed", "running"
 RUN_STATUS = {COMPLETE: "FINISHED", PRUNED: "KILLED", DIVERGED: "KILLED", FAILED: "FAILED"}
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; accuracies are NaN for regression."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's batches, in training mode
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float  # wall time of the epoch, validation included
+    val_seconds: float = 0.0  # of which validation (on CUDA: until its kernels are queued)
 
 
 @dataclass(frozen=True)
@@ -80,10 +97,11 @@ class TrialRecord:
     run_id: str = ""  # the trial's MLflow run
     state: str = RUNNING
     fail_reason: str = ""
-    model_uri: str = ""  # the logged model (completed trials only)
+    weights_uri: str = ""  # the trained weights (completed trials only): runs:/RUN/weights.pt
     val_acc: float | None = None  # of the last epoch trained
     train_seconds: float = 0.0  # training and validation, all epochs
-    logging_seconds: float = 0.0  # metrics, figures and the model, written to MLflow
+    logging_seconds: float = 0.0  # what this trial spent writing to MLflow on the training path
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # TIMINGS, in seconds
 
     def to_attr(self) -> dict[str, Any]:
         """As an Optuna user attribute (JSON)."""

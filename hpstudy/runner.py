@@ -7,6 +7,8 @@ bad input writes nothing; `optimize` and `work` then execute a plan.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +20,26 @@ from hpstudy import data as datasets
 from hpstudy import storage, workers
 from hpstudy.config import StudyConfig
 from hpstudy.errors import ConfigError, NoChampion, UserError
+from hpstudy.group import optimize_grouped
 from hpstudy.models import build_model
-from hpstudy.objective import Objective
+from hpstudy.objective import Objective, trained_network
 from hpstudy.record import COMMAND_TAG, STUDY_TAG, Process, TrialRecord
 from hpstudy.recovery import Repairs, reconcile, retry_interrupted
-from hpstudy.select import Decision, Floor, Selection, best_trial, decide, floor, select
+from hpstudy.select import (
+    Decision,
+    Floor,
+    NetworkOf,
+    Selection,
+    best_trial,
+    decide,
+    floor,
+    select,
+)
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.study import load_existing, open_study
 from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
 from hpstudy.train import describe_device, pick_device
+from hpstudy.writer import Writer
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -51,6 +64,8 @@ class Outcome:
     worker_problems: list[str] = field(default_factory=list)  # workers that exited with an error
     repairs: Repairs | None = None  # what a crashed earlier call left, repaired at start
     first_trial: int = 0  # the study's trial count when this call began
+    selection_seconds: float = 0.0  # choosing, testing, packaging and registering
+    figure_failures: list[str] = field(default_factory=list)  # the writer's failures
 
 
 def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Dataset:
@@ -186,22 +201,30 @@ class FailureGuard:
 
 
 def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str,
-               on_trial: TrialCallback | None = None) -> str:
-    """Run this process's trials; the reason it stopped early, or ''.
+               on_trial: TrialCallback | None = None) -> tuple[str, list[str]]:
+    """Run this process's trials; why it stopped early (or ''), and figures that failed.
 
     A trial that raises fails alone; interrupted trials are queued again before the
-    interrupt goes on.
+    interrupt goes on. The background writer is flushed before this returns, always.
     """
     on_device = plan.data.for_training(plan.torch_device)  # once per call, not once per trial
-    objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device)
+    writer = Writer()
+    objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device, writer)
     guard = FailureGuard(plan.config.max_failures)
+    callbacks = [guard, *([on_trial] if on_trial else [])]
     try:
-        study.optimize(objective, n_trials=plan.trials, timeout=plan.timeout,
-                       catch=(Exception,), callbacks=[guard, *([on_trial] if on_trial else [])])
+        if plan.config.train.vectorize > 1:
+            optimize_grouped(study, objective, plan.config.train.vectorize, plan.trials,
+                             plan.timeout, callbacks, lambda: bool(guard.message))
+        else:
+            study.optimize(objective, n_trials=plan.trials, timeout=plan.timeout,
+                           catch=(Exception,), callbacks=callbacks)
     except KeyboardInterrupt:
         retry_interrupted(study, Process.this())
         raise
-    return guard.message
+    finally:
+        failures = writer.close()
+    return guard.message, failures
 
 
 def _worker_args(plan: Plan, parent_id: str) -> list[str]:
@@ -230,18 +253,22 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
     first = len(study.get_trials(deepcopy=False))
     repairs = reconcile(study, tracker)
     run_id = _start_parent(plan, tracker, "optimize", first)
-    status, stopped, problems = FAILED, "", []
+    status, stopped, problems, failures = FAILED, "", [], []
     try:
         if plan.jobs == 1:
-            stopped = run_trials(plan, study, tracker, run_id, on_trial)
+            stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
         else:
             problems = workers.run(_worker_args(plan, run_id), plan.jobs, plan.trials,
                                    plan.device, torch.cuda.device_count(), study, first, on_trial)
         reconcile(study, tracker)  # a worker that died mid-trial left it to us
+        started = time.perf_counter()
         try:
-            selection, reason = select(study, plan.data, tracker, run_id, _floor(plan)), ""
+            selection, reason = select(study, plan.data, tracker, run_id,
+                                       _network_of(plan.config, plan.data, tracker),
+                                       _floor(plan)), ""
         except NoChampion as error:
             selection, reason = None, str(error)
+        seconds = time.perf_counter() - started
         status = FINISHED
     except KeyboardInterrupt:
         status = KILLED
@@ -250,7 +277,8 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         tracker.end_run(run_id, status)
         if status != FINISHED:
             reconcile(study, tracker)
-    return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first)
+    return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
+                   failures)
 
 
 def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | None = None,
@@ -269,7 +297,7 @@ def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | Non
     run_id = _start_parent(plan, tracker, "worker", first) if own else parent_id
     status = FAILED
     try:
-        stopped = run_trials(plan, study, tracker, run_id, on_trial)
+        stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
         status = FINISHED
     except KeyboardInterrupt:
         status = KILLED
@@ -277,7 +305,12 @@ def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | Non
     finally:
         if own:
             tracker.end_run(run_id, status)
-    return Outcome(study, run_id, None, "", stopped, [], repairs, first)
+    return Outcome(study, run_id, None, "", stopped, [], repairs, first, 0.0, failures)
+
+
+def _network_of(config: StudyConfig, data: datasets.Dataset, tracker: Tracker) -> NetworkOf:
+    """How selection gets a completed trial's trained network."""
+    return functools.partial(trained_network, config, data, tracking_uri=tracker.uri)
 
 
 def _floor(plan: Plan) -> Floor:
@@ -299,12 +332,12 @@ def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
     best_trial(study, rule)  # fails early, before a run is created, when nothing qualifies
     tracker = Tracker(stores.tracking_uri, config.name)
     if dry_run:
-        return decide(study, data, tracker, rule)
+        return decide(study, data, tracker, _network_of(config, data, tracker), rule)
     run_id = tracker.start_run("select", tags={STUDY_TAG: config.name, COMMAND_TAG: "select"}
                                | Process.this().tags())
     status = FAILED
     try:
-        selection = select(study, data, tracker, run_id, rule)
+        selection = select(study, data, tracker, run_id, _network_of(config, data, tracker), rule)
         status = FINISHED
     finally:
         tracker.end_run(run_id, status)

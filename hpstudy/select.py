@@ -8,6 +8,7 @@ the new model is strictly better; the model it replaces keeps the alias `previou
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -20,6 +21,7 @@ from hpstudy.record import TrialRecord
 from hpstudy.tracking import Tracker, load_network
 from hpstudy.train import evaluate
 
+NetworkOf = Callable[[FrozenTrial], torch.nn.Module]  # a trial's trained network
 CHAMPION, PREVIOUS = "champion", "previous"  # registry aliases: what serving loads; its fallback
 
 
@@ -29,8 +31,8 @@ class Decision:
 
     name: str  # registered model name (the study's)
     trial: int
-    val_loss: float  # the best trial's logged model, on this study's validation split
-    model_uri: str
+    val_loss: float  # the best trial's trained network, on this study's validation split
+    weights_uri: str  # its weights; the servable model is packaged when it becomes champion
     run_id: str  # the trial's MLflow run
     moves: bool  # whether `champion` moves to this model
     reason: str
@@ -91,7 +93,7 @@ def floor(val: Split, rule: str = "chance", max_val_loss: float | None = None) -
 def best_trial(study: optuna.Study, rule: Floor | None = None) -> FrozenTrial:
     """The completed trial with the lowest finite validation loss (that passes the floor)."""
     done = [(t, r) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if (r := TrialRecord.of(t)) is not None and r.model_uri
+            if (r := TrialRecord.of(t)) is not None and r.weights_uri
             and t.value is not None and math.isfinite(t.value)]
     if not done:
         raise NoChampion(f"study '{study.study_name}' has no completed trial with a model yet: "
@@ -113,14 +115,18 @@ def _loss_of(model_uri: str, split: Split, tracker: Tracker) -> tuple[float, flo
         return evaluate(load_network(model_uri, tracker.uri), split)
 
 
-def decide(study: optuna.Study, data: Dataset, tracker: Tracker, rule: Floor | None = None
-           ) -> Decision:
-    """Compare the study's best model with the current champion; writes nothing."""
+def decide(study: optuna.Study, data: Dataset, tracker: Tracker, network_of: NetworkOf,
+           rule: Floor | None = None) -> Decision:
+    """Compare the study's best model with the current champion; writes nothing.
+
+    `network_of(trial)` is the trial's trained network (rebuilt, its weights loaded).
+    """
     trial, name = best_trial(study, rule), study.study_name
     record = TrialRecord.of(trial)
-    uri, run_id = record.model_uri, record.run_id
-    val_loss, _ = _loss_of(uri, data.val, tracker)
-    best = {"name": name, "trial": trial.number, "val_loss": val_loss, "model_uri": uri,
+    uri, run_id = record.weights_uri, record.run_id
+    with torch.no_grad():
+        val_loss, _ = evaluate(network_of(trial), data.val)
+    best = {"name": name, "trial": trial.number, "val_loss": val_loss, "weights_uri": uri,
             "run_id": run_id}
     current = tracker.version_by_alias(name, CHAMPION)
     if current is None:
@@ -145,27 +151,29 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker, rule: Floor | N
 
 
 def select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
-           rule: Floor | None = None) -> Selection:
+           network_of: NetworkOf, rule: Floor | None = None) -> Selection:
     """Decide, then (if the best model wins) test it once, register it and move the aliases.
 
     Holds the study's registry lock throughout: concurrent selections (many workers
     finishing at once) register a model once and all report the same version.
     """
     with tracker.registry_lock(study.study_name):
-        return _select(study, data, tracker, run_id, rule)
+        return _select(study, data, tracker, run_id, network_of, rule)
 
 
 def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
-            rule: Floor | None) -> Selection:
-    """`select`, under the lock."""
-    decision = decide(study, data, tracker, rule)
-    tracker.set_tags(run_id, {"best_trial": decision.trial, "best_model_uri": decision.model_uri,
+            network_of: NetworkOf, rule: Floor | None) -> Selection:
+    """`select`, under the lock: the servable model is packaged only for a new champion."""
+    decision = decide(study, data, tracker, network_of, rule)
+    tracker.set_tags(run_id, {"best_trial": decision.trial, "best_run": decision.run_id,
                               "champion_moved": decision.moves, "selection": decision.reason})
     tracker.log_metrics(run_id, {"best_val_loss": decision.val_loss})
     if not decision.moves:
         return Selection(decision, decision.current_version or "")
+    network = network_of(study.trials[decision.trial])
     with torch.no_grad():
-        test_loss, test_acc = evaluate(load_network(decision.model_uri, tracker.uri), data.test)
+        test_loss, test_acc = evaluate(network, data.test)
+    tracker.log_model(decision.run_id, network, data.val.x[:2].cpu().numpy(), data.classes)
     tracker.log_metrics(run_id, {"test_loss": test_loss}
                         | ({} if math.isnan(test_acc) else {"test_acc": test_acc}))
     version = tracker.register(decision.name, decision.run_id, tags={

@@ -120,10 +120,13 @@ def _check_sqlite(url: str, flag: str, create: bool) -> None:
                         "or pass --create to start a new store there.")
     _check_writable(path.parent, flag, url)
     if path.is_file() and path.stat().st_size:
-        with path.open("rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                raise UserError(f"{flag} {url}: {path} exists but is not an SQLite database. "
-                                "Point at another file.")
+        try:  # through SQLite, never open(): closing a file descriptor of a database drops
+            # every lock this process's SQLite connections hold on it (POSIX advisory locks)
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("PRAGMA schema_version")
+        except sqlite3.DatabaseError:
+            raise UserError(f"{flag} {url}: {path} exists but is not an SQLite database. "
+                            "Point at another file.") from None
         if not os.access(path, os.W_OK):
             raise UserError(f"{flag} {url}: {path} is read-only for this user. Fix its "
                             "permissions or point at another file.")

@@ -18,13 +18,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
@@ -34,15 +34,18 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 from mlflow.utils.time import get_current_time_millis
 
-from hpstudy import predictor, storage
+from hpstudy import storage
 from hpstudy.errors import UserError
-from hpstudy.record import TRIAL_TAG, Process
-from hpstudy.train import EpochMetrics
+from hpstudy.record import FIGURES_ERROR_TAG, TRIAL_TAG, EpochMetrics, Process
+
+if TYPE_CHECKING:  # torch is imported where a network is handled: the figure writer needs none
+    import torch
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"  # MLflow run statuses we end runs with
 MODEL_NAME = "model"  # the logged model's name inside a run
 NETWORK_FILE = "network.pt2"  # the torch.export'ed network inside a logged model
-PREDICTOR_FILE = Path(predictor.__file__)  # the served model's code, logged with every model
+WEIGHTS_FILE = "weights.pt"  # every completed trial's trained state dict
+PREDICTOR_FILE = Path(__file__).with_name("predictor.py")  # the served model's code
 PARAM_LIMIT = 6000  # MLflow's longest parameter value, in characters
 TAG_LIMIT = 5000  # a tag value we write is cut here (MLflow takes 8000)
 LOCK_SUFFIX = ".selection-lock"  # the registered model that serialises a study's selections
@@ -125,15 +128,36 @@ class Tracker:
         return self.spent.get(run_id, 0.0)
 
     @_timed
+    def log_epochs(self, run_id: str, history: Sequence[EpochMetrics]) -> None:
+        """Epochs' metrics with step = epoch, in one write."""
+        now = get_current_time_millis()
+        batch = []
+        for metrics in history:
+            values = {"train_loss": metrics.train_loss, "train_acc": metrics.train_acc,
+                      "val_loss": metrics.val_loss, "val_acc": metrics.val_acc,
+                      "epoch_seconds": metrics.seconds}
+            batch += [Metric(k, v, now, metrics.epoch) for k, v in values.items()
+                      if not (k.endswith("_acc") and math.isnan(v))]  # regression: no accuracy
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
     def log_epoch(self, run_id: str, metrics: EpochMetrics) -> None:
         """One epoch's metrics with step = epoch, in one write."""
-        now = get_current_time_millis()
-        values = {"train_loss": metrics.train_loss, "train_acc": metrics.train_acc,
-                  "val_loss": metrics.val_loss, "val_acc": metrics.val_acc,
-                  "epoch_seconds": metrics.seconds}
-        batch = [Metric(k, v, now, metrics.epoch) for k, v in values.items()
-                 if not (k.endswith("_acc") and math.isnan(v))]  # regression has no accuracy
-        self.client.log_batch(run_id, metrics=batch)
+        self.log_epochs(run_id, [metrics])
+
+    @_timed
+    def log_weights(self, run_id: str, network: torch.nn.Module) -> str:
+        """The trained weights (a state dict, milliseconds to write); returns their URI.
+
+        The servable model is packaged from them only for a trial selection picks.
+        """
+        import torch
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / WEIGHTS_FILE
+            torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, path)
+            self.client.log_artifact(run_id, str(path))
+        return f"runs:/{run_id}/{WEIGHTS_FILE}"
 
     @_timed
     def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
@@ -166,6 +190,8 @@ class Tracker:
         features); the first one becomes the logged input example. The model is saved
         locally, then written into the run's artifacts through the client.
         """
+        import torch
+
         network = copy.deepcopy(network).cpu().eval()
         image = example.ndim == 4
         with tempfile.TemporaryDirectory() as folder:
@@ -271,9 +297,41 @@ class Tracker:
         return registered_version(self.uri, name, alias)
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ends: the figures to draw and log, its tags, and its final status."""
+
+    tracking_uri: str
+    run_id: str
+    status: str  # FINISHED, FAILED or KILLED
+    tags: dict[str, str]
+    figures: tuple[tuple[str, Callable[..., Figure], tuple], ...] = ()  # (file, draw, args)
+
+
+def write_run_end(job: RunEnd) -> None:
+    """Draw and log the job's figures, then end its run; raises if a figure failed.
+
+    Runs in the background writer process (hpstudy/writer.py) or, without one, inline.
+    A figure that fails does not keep the run open: it ends as planned, tagged with why.
+    """
+    client = MlflowClient(job.tracking_uri)
+    error = ""
+    for filename, draw, args in job.figures:
+        try:
+            client.log_figure(job.run_id, draw(*args), filename, save_kwargs={"dpi": 100})
+        except Exception as failure:
+            error = f"{filename}: {type(failure).__name__}: {failure}"[:TAG_LIMIT]
+    tags = job.tags | ({FIGURES_ERROR_TAG: error} if error else {})
+    client.log_batch(job.run_id, tags=[RunTag(k, str(v)[:TAG_LIMIT]) for k, v in tags.items()])
+    client.set_terminated(job.run_id, status=job.status)
+    if error:
+        raise RuntimeError(f"a figure could not be written ({error})")
+
+
 def requirements() -> list[str]:
     """What a logged model needs to run, pinned to what trained it."""
     import PIL
+    import torch
 
     return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}",
             f"pillow=={PIL.__version__}", f"numpy=={np.__version__}"]
@@ -281,6 +339,8 @@ def requirements() -> list[str]:
 
 def _signature(image: bool, classify: bool) -> ModelSignature:
     """Inputs: one image (or feature list) per row; outputs: class, name, probabilities."""
+    from hpstudy import predictor
+
     inputs = Schema([ColSpec(AnyType(), predictor.IMAGE_FIELD if image else
                              predictor.FEATURE_FIELD)])
     if not classify:
@@ -292,6 +352,8 @@ def _signature(image: bool, classify: bool) -> ModelSignature:
 
 def _input_example(one: np.ndarray, image: bool) -> pd.DataFrame:
     """One input as a user sends it: a base64 PNG, or a list of numbers."""
+    from hpstudy import predictor
+
     if not image:
         return pd.DataFrame({predictor.FEATURE_FIELD: [one.astype(float).tolist()]})
     from PIL import Image
@@ -342,8 +404,17 @@ def _download(what: str, uri: str, tracking_uri: str) -> Path:
         raise UserError(f"cannot load {what} {uri} from {tracking_uri}: {message}") from None
 
 
+def load_weights(weights_uri: str, tracking_uri: str) -> dict[str, torch.Tensor]:
+    """A trial's trained state dict (see `Tracker.log_weights`)."""
+    import torch
+
+    return torch.load(_download("the weights", weights_uri, tracking_uri), weights_only=True)
+
+
 def load_network(model_uri: str, tracking_uri: str) -> torch.nn.Module:
     """The exported network inside a logged or registered model, as a callable module."""
+    import torch
+
     folder = _download("the network of", model_uri, tracking_uri)  # the model's folder: small
     return torch.export.load(folder / "artifacts" / NETWORK_FILE).module()
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpstudy.data import Dataset, Split
+from hpstudy.record import EpochMetrics  # what an epoch measured (also what it logs)
 
 EVAL_BATCH = 4096  # examples per forward pass when evaluating: no gradients, so go large
 
@@ -31,18 +32,6 @@ class Recipe:
     momentum: float = 0.0  # SGD and RMSprop only
     weight_decay: float = 0.0
     seed: int = 0  # shuffling order (weight init is seeded by the caller before building)
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """What one epoch measured; accuracies are NaN for regression."""
-
-    epoch: int  # 1-based
-    train_loss: float  # mean over the epoch's batches, in training mode
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float  # wall time of the epoch, validation included
 
 
 class Diverged(Exception):
@@ -129,13 +118,15 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
             optimizer.step()
             loss_sum, hits = loss_sum + loss.detach(), hits + batch_hits
         model.eval()
+        validating = time.perf_counter()
         val_loss, val_acc = evaluate_lazy(model, val)
         numbers = torch.stack([loss_sum / len(train), hits / len(train), val_loss, val_acc])
         train_loss, train_acc, val_loss_f, val_acc_f = numbers.tolist()  # the epoch's one sync
         if not classify:
             train_acc = val_acc_f = math.nan
+        now = time.perf_counter()
         history.append(EpochMetrics(epoch, train_loss, train_acc, val_loss_f, val_acc_f,
-                                    time.perf_counter() - started))
+                                    now - started, now - validating))
         if not (math.isfinite(train_loss) and math.isfinite(val_loss_f)):
             raise Diverged(history)
         if on_epoch is not None:

@@ -45,7 +45,8 @@ def test_a_pruned_trial_is_a_killed_run_with_its_curves_but_no_model(setup):
     run = run_of(tracker, trial)
     assert run.info.status == "KILLED"
     assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts(tracker, run)
-    assert "model_uri" not in run.data.tags and TrialRecord.of(trial).model_uri == ""
+    assert TrialRecord.of(trial).weights_uri == ""
+    assert "weights.pt" not in artifacts(tracker, run)
     assert run.data.tags[STATE_TAG] == "pruned"
     assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1]
 

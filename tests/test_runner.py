@@ -58,9 +58,9 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
         assert run.data.tags[TRIAL_TAG] == str(trial.number) == run.data.params["trial"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts
-        assert record.model_uri == f"runs:/{run.info.run_id}/model"
-        assert "MLmodel" in {a.path.rsplit("/", 1)[-1] for a in
-                             client.list_artifacts(run.info.run_id, "model")}
+        assert record.weights_uri == f"runs:/{run.info.run_id}/weights.pt"
+        assert "weights.pt" in artifacts
+        assert set(record.timings) == {"train", "validate", "metrics", "model", "figures"}
 
 
 def test_running_optimize_twice_continues_one_study(finished_study):

@@ -65,13 +65,14 @@ def test_select_without_a_study_says_to_optimize_first(write_study, stores):
         select_only(load_study(str(write_study())), stores)
 
 
-def done(number: int, value: float, val_acc: float, model_uri: str):
+def done(number: int, value: float, val_acc: float, weights_uri: str):
     """A completed trial with hpstudy's record, as the objective leaves it."""
     import optuna
 
     from hpstudy.record import ATTR, Process, TrialRecord
 
-    record = TrialRecord(number, 1, Process("h", 1, 0), state="complete", model_uri=model_uri,
+    record = TrialRecord(number, 1, Process("h", 1, 0), state="complete",
+                         weights_uri=weights_uri,
                          val_acc=val_acc)
     return optuna.trial.create_trial(value=value, user_attrs={ATTR: record.to_attr()})
 
@@ -83,7 +84,7 @@ def test_best_trial_skips_failed_and_non_finite_trials():
     study.add_trial(done(0, math.inf, 0.9, "a"))
     study.add_trial(done(1, 0.5, 0.9, "b"))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-    assert TrialRecord.of(best_trial(study)).model_uri == "b"
+    assert TrialRecord.of(best_trial(study)).weights_uri == "b"
 
 
 def test_a_champion_must_beat_a_constant_predictor():
@@ -102,7 +103,7 @@ def test_a_champion_must_beat_a_constant_predictor():
     with pytest.raises(NoChampion, match="beats a constant predictor"):
         best_trial(study, rule)
     study.add_trial(done(2, 0.95, 0.6, "fine"))
-    assert TrialRecord.of(best_trial(study, rule)).model_uri == "fine"
+    assert TrialRecord.of(best_trial(study, rule)).weights_uri == "fine"
     assert floor(val, "none").admits(47.0, 0.1)
     assert not floor(val, "chance", max_val_loss=0.5).admits(0.9, 0.9)
     regression = floor(Split(torch.zeros(4, 1), torch.tensor([[0.0], [1.0], [0.0], [1.0]])))

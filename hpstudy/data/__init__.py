@@ -4,6 +4,10 @@ Every dataset is loaded into memory once (images as uint8), so that training can
 batches on the training device instead of going through a per-sample DataLoader. Files
 are looked for in `--data-dir`, `$HPSTUDY_DATA_DIR` or a default download folder
 (`hpstudy.data.locate`).
+
+Importing this package (the registry and every dataset's options) imports no torch,
+torchvision or scikit-learn: the dataset modules import them in the functions that load,
+so `hpstudy list` and study-file checks answer at once.
 """
 
 from __future__ import annotations

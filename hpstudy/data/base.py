@@ -1,15 +1,20 @@
-"""What every dataset is: fixed train/validation/test splits held as tensors."""
+"""What every dataset is: fixed train/validation/test splits held as tensors.
+
+torch and scikit-learn are imported in the functions that use them (see `hpstudy.data`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from sklearn.model_selection import train_test_split
 
 from hpstudy.tables import require
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class Split:
 
     def take(self, index: np.ndarray | torch.Tensor) -> Split:
         """The examples at `index`, in that order."""
+        import torch
+
         index = torch.as_tensor(index, dtype=torch.int64)
         return Split(self.x[index], self.y[index])
 
@@ -66,6 +73,8 @@ class Dataset:
 def from_arrays(images: np.ndarray, labels: np.ndarray, parts: tuple[np.ndarray, ...],
                 classes: tuple[str, ...]) -> Dataset:
     """A Dataset from uint8 images [N, C, H, W], int labels and (train, val, test) indices."""
+    import torch
+
     x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
     train, val, test = (Split(x[i], y[i]) for i in parts)
     return from_splits(train, val, test, classes)
@@ -81,6 +90,8 @@ def with_test_set(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                   test_y: np.ndarray, val_size: int, seed: int,
                   classes: Sequence[str]) -> Dataset:
     """A Dataset from a published train/test division: validation is held out of train."""
+    import torch
+
     require(val_size < len(train_y), "data.val_size",
             f"fewer than the {len(train_y)} training images", val_size)
     keep, held = holdout(train_y, val_size, seed)
@@ -91,6 +102,8 @@ def with_test_set(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 
 def input_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean and standard deviation per image channel, or per feature of float inputs [N, D]."""
+    import torch
+
     if x.dtype == torch.uint8:
         return image_stats(x)
     flat = x.double().reshape(len(x), -1)
@@ -102,6 +115,8 @@ def image_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
     Exact, from a histogram of the 256 grey levels: no float copy of the images is made.
     """
+    import torch
+
     levels = torch.arange(256, dtype=torch.float64) / 255
     means, stds = [], []
     for channel in range(x.shape[1]):
@@ -116,6 +131,8 @@ def image_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train, validation and test indices, stratified by label; the same for the same seed."""
+    from sklearn.model_selection import train_test_split
+
     everything = np.arange(len(labels))
     rest, test = train_test_split(everything, test_size=test_fraction, stratify=labels,
                                   random_state=seed)
@@ -129,6 +146,8 @@ def holdout(labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.nd
 
     Both come back sorted, so the same labels, size and seed always give the same split.
     """
+    from sklearn.model_selection import train_test_split
+
     everything = np.arange(len(labels))
     if size <= 0 or size >= len(labels):
         return (everything, everything[:0]) if size <= 0 else (everything[:0], everything)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torchvision
 
 from hpstudy.data.base import Dataset, with_test_set
 from hpstudy.data.imagefolder import has_class_folders, read_train_test
@@ -68,6 +67,8 @@ def read_batches(folder: Path) -> tuple[np.ndarray, ...]:
 
 def read_cifar10(given_dir: str | Path | None) -> tuple[tuple[np.ndarray, ...], tuple[str, ...]]:
     """The four arrays and the class names, from whichever layout is there."""
+    import torchvision
+
     where = data_dir(given_dir)
     if batches_folder(where.path) is None and not has_class_folders(where.path / "train") \
             and where.may_download:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits as sklearn_digits
 
 from hpstudy.data.base import Dataset, from_arrays, stratified_split
 from hpstudy.data.variants import DataOptions
@@ -34,6 +33,8 @@ class DigitsOptions(DataOptions):
 
 def load_digits(options: DigitsOptions, given_dir: str | Path | None = None) -> Dataset:
     """The digits as uint8 images [N, 1, 8, 8] with a fixed stratified split (no data folder)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
     bunch = sklearn_digits()
     images = np.round(bunch.images * (255 / GREY_LEVELS)).astype(np.uint8)[:, None]
     parts = stratified_split(bunch.target, options.val_fraction, options.test_fraction,

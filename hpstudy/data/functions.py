@@ -10,18 +10,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.variants import DataOptions
 from hpstudy.tables import require
 
+if TYPE_CHECKING:
+    import torch
+
 FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sinc": lambda x: torch.sinc(5 * x),  # sin(5 pi x) / (5 pi x), 1 at x = 0
-    "sign": lambda x: torch.sign(torch.sin(5 * math.pi * x)),  # a square wave
-    "sigmoid": torch.sigmoid,  # 1 / (1 + e^-x)
+    "sinc": lambda x: (5 * x).sinc(),  # sin(5 pi x) / (5 pi x), 1 at x = 0
+    "sign": lambda x: (5 * math.pi * x).sin().sign(),  # a square wave
+    "sigmoid": lambda x: x.sigmoid(),  # 1 / (1 + e^-x)
 }
 
 
@@ -46,6 +47,8 @@ class FunctionsOptions(DataOptions):
 
 def sample(options: FunctionsOptions, count: int, stream: int) -> Split:
     """`count` points x [count, 1] and f(x) [count, 1], drawn with their own seeded stream."""
+    import torch
+
     generator = torch.Generator().manual_seed(options.split_seed * 1_000 + stream)
     x = options.x_min + (options.x_max - options.x_min) * torch.rand(count, 1, generator=generator)
     return Split(x, FUNCTIONS[options.function](x))

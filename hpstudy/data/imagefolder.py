@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import resize, to_dtype
 
 from hpstudy.data import cache
 from hpstudy.data.base import Dataset, Split, from_splits, holdout, with_test_set
@@ -24,8 +21,11 @@ from hpstudy.data.variants import DataOptions
 from hpstudy.errors import UserError
 from hpstudy.tables import require
 
+if TYPE_CHECKING:
+    import torch
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what torchvision.io decodes on every platform
-MODES = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}  # channels -> how decoding converts
+MODES = {1: "GRAY", 3: "RGB"}  # channels -> the torchvision ImageReadMode decoding converts to
 LAYOUTS = ("<class>/*.jpg|png (the test set is held out of it)",
            "train/<class>/*.jpg|png and test/<class>/*.jpg|png")
 
@@ -103,9 +103,13 @@ def decode_all(root: Path, files: list[str], image_size: int, channels: int) -> 
 
 def decode(path: Path, image_size: int, channels: int) -> torch.Tensor:
     """One image as uint8 [C, S, S]; a UserError naming the file if it cannot be decoded."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import resize, to_dtype
+
     try:
         image = decode_image(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8),
-                             mode=MODES[channels])
+                             mode=ImageReadMode[MODES[channels]])
     except RuntimeError as error:
         raise UserError(f"{path}: not a readable image ({error}). Remove or replace it.") from None
     if image.dtype != torch.uint8:  # 16-bit PNGs
@@ -128,6 +132,8 @@ def read_train_test(root: Path, image_size: int, channels: int
 
 def load_imagefolder(options: ImageFolderOptions, given_dir: str | Path | None) -> Dataset:
     """The image tree at `folder` under the data dir, in either layout."""
+    import torch
+
     where = data_dir(given_dir)
     root = where.path / options.folder
     size, channels, seed = options.image_size, options.channels, options.split_seed

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torchvision
 
 from hpstudy.data.base import Dataset, with_test_set
 from hpstudy.data.locate import DataDir, data_dir, download, missing
@@ -69,6 +68,8 @@ def find_files(root: Path) -> dict[str, Path] | None:
 
 def mnist_files(given_dir: str | Path | None) -> dict[str, Path]:
     """The four files, downloading them into the default folder if none was given."""
+    import torchvision
+
     where: DataDir = data_dir(given_dir)
     found = find_files(where.path)
     if found is None and where.may_download:

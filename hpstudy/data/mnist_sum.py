@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.mnist import MnistOptions, load_mnist
@@ -38,6 +37,8 @@ class MnistSumOptions(DataOptions):
 
 def pairs(split: Split, count: int, seed: int, stream: int) -> Split:
     """`count` images of two digits of `split` side by side, labelled with their sum."""
+    import torch
+
     rng = np.random.default_rng([seed, stream])  # one stream per split: sizes stay independent
     left, right = (torch.from_numpy(rng.integers(0, len(split), count)) for _ in range(2))
     return Split(torch.cat([split.x[left], split.x[right]], dim=3), split.y[left] + split.y[right])

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from hpstudy.data.base import Dataset, Split, from_splits, holdout
 from hpstudy.errors import ConfigError
@@ -43,6 +42,8 @@ class HeldOutOptions(DataOptions):
 
 def apply_variants(data: Dataset, options: DataOptions) -> Dataset:
     """`data` with its training split cut to `subset` and its labels randomised, as asked."""
+    import torch
+
     train = data.train
     if options.subset is not None:
         require(options.subset <= len(train), "data.subset",

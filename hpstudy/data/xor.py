@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.variants import DataOptions
 from hpstudy.tables import require
 
-POINTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-LABELS = torch.tensor([0, 1, 1, 0])  # 1 where exactly one input is 1
+POINTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
+LABELS = (0, 1, 1, 0)  # 1 where exactly one input is 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +26,8 @@ class XorOptions(DataOptions):
 
 def load_xor(options: XorOptions, given_dir: str | Path | None) -> Dataset:
     """Train on `repeat` copies of the four points; validate and test on the four points."""
-    points = Split(POINTS.clone(), LABELS.clone())
-    train = Split(POINTS.repeat(options.repeat, 1), LABELS.repeat(options.repeat))
+    import torch
+
+    points = Split(torch.tensor(POINTS), torch.tensor(LABELS))
+    train = Split(points.x.repeat(options.repeat, 1), points.y.repeat(options.repeat))
     return from_splits(train, points, points, ("0", "1"))

@@ -4,22 +4,25 @@ Every model starts with `Normalize`, so it takes inputs as the dataset stores th
 (uint8 images, or float features) and a logged model needs no preprocessing outside it.
 
 What `width` and `depth` mean for each architecture is declared once, in `MODELS` below
-(`hpstudy list` prints it).
+(`hpstudy list` prints it). The registry imports no torch: `hpstudy list` and study-file
+checks read it, and torch is imported only when a model is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from hpstudy.models.bn_cnn import BNCNNOptions, bn_cnn
 from hpstudy.models.cnn import CNNOptions, cnn
-from hpstudy.models.layers import Normalize
 from hpstudy.models.lenet5 import LeNet5Options, lenet5
 from hpstudy.models.mlp import LinearOptions, MLPOptions, linear, mlp, mlp_derives
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hpstudy.models.layers import Normalize
 
 __all__ = ["MODELS", "Architecture", "BNCNNOptions", "CNNOptions", "LeNet5Options",
            "LinearOptions", "MLPOptions", "Normalize", "build_model", "count_parameters",
@@ -69,15 +72,30 @@ def build_model(architecture: str, options: object, input_shape: Sequence[int], 
                 mean: Sequence[float], std: Sequence[float], width: int, depth: int,
                 dropout: float = 0.0) -> nn.Sequential:
     """The network `architecture` behind a `Normalize` layer for the dataset's statistics."""
+    from torch import nn
+
+    from hpstudy.models.layers import Normalize
+
     body = MODELS[architecture].build(input_shape, outputs, width, depth, dropout, options)
     return nn.Sequential(Normalize(mean, std, input_shape), *body)
 
 
 def first_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:
     """The first layer with weights (what the filter plot shows)."""
+    from torch import nn
+
     return next(m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d))
 
 
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def __getattr__(name: str) -> Any:
+    """`Normalize`, a torch module, is imported when first asked for (PEP 562), not with MODELS."""
+    if name == "Normalize":
+        from hpstudy.models.layers import Normalize
+
+        return Normalize
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

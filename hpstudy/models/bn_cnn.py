@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from hpstudy.models.layers import check_fits, pooled
 from hpstudy.tables import require
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class BNCNNOptions:
 def bn_cnn(input_shape: Sequence[int], outputs: int, width: int, depth: int, dropout: float,
            options: BNCNNOptions) -> nn.Sequential:
     """`depth` conv blocks (channels width, width, 2 width, 2 width, ...), then one BN FC layer."""
+    from torch import nn
+
+    from hpstudy.models.layers import check_fits, pooled
+
     channels, height, wide = input_shape
     kernel, padding = options.kernel_size, options.kernel_size // 2
     layers: list[nn.Module] = []

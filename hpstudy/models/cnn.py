@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from hpstudy.models.layers import check_fits, hidden, pooled
 from hpstudy.tables import require
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class CNNOptions:
 def cnn(input_shape: Sequence[int], outputs: int, width: int, depth: int, dropout: float,
         options: CNNOptions) -> nn.Sequential:
     """`depth` blocks of conv, ReLU and 2x2 max pool (channels doubling), then FC layers."""
+    from torch import nn
+
+    from hpstudy.models.layers import check_fits, hidden, pooled
+
     channels, height, wide = input_shape
     layers: list[nn.Module] = []
     for block in range(depth):

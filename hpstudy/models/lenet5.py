@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from hpstudy.models.layers import check_fits, pooled
+if TYPE_CHECKING:
+    from torch import nn
 
 KERNEL = 5  # LeNet-5's kernel side, in pixels, no padding
 CONV2, FC1, FC2 = 16 / 6, 20, 14  # second conv channels, FC units, as multiples of width
@@ -26,6 +26,10 @@ class LeNet5Options:
 def lenet5(input_shape: Sequence[int], outputs: int, width: int, depth: int, dropout: float,
            options: LeNet5Options) -> nn.Sequential:
     """Two conv blocks of `width` and 16/6 `width` channels, then FC 20 `width` and 14 `width`."""
+    from torch import nn
+
+    from hpstudy.models.layers import check_fits, pooled
+
     channels, height, wide = input_shape
     second = round(CONV2 * width)
     for block in range(2):

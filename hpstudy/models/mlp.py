@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from torch import nn
-
-from hpstudy.models.layers import hidden
 from hpstudy.tables import require
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class LinearOptions:
 def linear(input_shape: Sequence[int], outputs: int, width: int, depth: int, dropout: float,
            options: LinearOptions) -> nn.Sequential:
     """Flatten, then one linear layer: softmax regression with cross-entropy (report 000)."""
+    from torch import nn
+
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), outputs))
 
 
@@ -62,6 +64,10 @@ def budget_width(n_in: int, outputs: int, depth: int, budget: int) -> int:
 def mlp(input_shape: Sequence[int], outputs: int, width: int, depth: int, dropout: float,
         options: MLPOptions) -> nn.Sequential:
     """Flatten, `depth` hidden layers of `width` units, then a linear output layer."""
+    from torch import nn
+
+    from hpstudy.models.layers import hidden
+
     n_in = math.prod(input_shape)
     if options.param_budget is not None and depth > 0:
         width = budget_width(n_in, outputs, depth, options.param_budget)

@@ -1,0 +1,75 @@
+"""Vectorised trials: K trials trained as one batched network compute what K separate ones do."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from hpstudy.config import load_study
+from hpstudy.errors import ConfigError
+from hpstudy.group import run_group
+from hpstudy.objective import Objective
+from hpstudy.record import TrialRecord
+from hpstudy.runner import load_data
+from hpstudy.tracking import Tracker
+
+MEMBERS = [{"lr": 0.05, "momentum": 0.9, "width": 32, "depth": 2},
+           {"lr": 0.2, "momentum": 0.0, "width": 32, "depth": 2},
+           {"lr": 1e6, "momentum": 0.9, "width": 32, "depth": 2}]  # this one diverges
+
+
+def objective_for(write_study, stores, vectorize: int) -> Objective:
+    config = load_study(str(write_study(replace={
+        "low = 0.01, high = 0.3": "low = 0.01, high = 1e7"})), [f"train.vectorize={vectorize}"])
+    tracker = Tracker(stores.tracking_uri, config.name)
+    return Objective(config, load_data(config), tracker, tracker.start_run("parent"),
+                     torch.device("cpu"))
+
+
+def losses(tracker: Tracker, trial) -> list[float]:
+    history = tracker.client.get_metric_history(TrialRecord.of(trial).run_id, "train_loss")
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+
+def test_a_group_computes_what_separate_trials_compute(write_study, stores):
+    alone = objective_for(write_study, stores, 1)
+    separate = optuna.create_study()
+    for params in MEMBERS:
+        separate.enqueue_trial(params)
+    separate.optimize(alone, n_trials=3)
+
+    grouped = objective_for(write_study, stores, 3)
+    together = optuna.create_study()
+    for params in MEMBERS:
+        together.enqueue_trial(params)
+    told = run_group(together, grouped, 3)
+
+    assert [t.params for t in told] == [t.params for t in separate.trials]
+    assert [t.state for t in told] == [TrialState.COMPLETE, TrialState.COMPLETE,
+                                       TrialState.PRUNED]  # the diverged one, as alone
+    assert TrialRecord.of(told[2]).state == TrialRecord.of(separate.trials[2]).state == "diverged"
+    for one, member in zip(separate.trials, told, strict=True):
+        assert member.intermediate_values.keys() == one.intermediate_values.keys()
+        for epoch, value in one.intermediate_values.items():  # validation loss, every epoch
+            assert member.intermediate_values[epoch] == pytest.approx(value, rel=1e-4, abs=1e-5)
+        assert losses(grouped.tracker, member) == pytest.approx(
+            losses(alone.tracker, one), rel=1e-4, abs=1e-5, nan_ok=True)  # training, every epoch
+    for one, member in zip(separate.trials[:2], told[:2], strict=True):
+        assert member.value == pytest.approx(one.value, rel=1e-4)
+        run = grouped.tracker.client.get_run(TrialRecord.of(member).run_id)
+        assert run.data.params["vectorized"] == "3" and run.info.status == "FINISHED"
+        assert "weights.pt" in {a.path for a in grouped.tracker.client.list_artifacts(
+            run.info.run_id)}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.optimizer=adam", "search.momentum=0.0"], "1 with adam or rmsprop"),
+    (['model.architecture="cnn"'], "1 for 'cnn'"),
+    (["search.dropout=0.5"], "1 with dropout"),
+    (["train.vectorize=0"], "an integer >= 1"),
+])
+def test_what_cannot_be_vectorised_is_refused_with_the_fix(write_study, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_study(str(write_study()), ["train.vectorize=4", *overrides])

@@ -1,0 +1,83 @@
+"""The background writer: figures drawn beside training, nothing lost, failures reported."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from hpstudy import plots
+from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG
+from hpstudy.record import FIGURES_ERROR_TAG, EpochMetrics, TrialRecord
+from hpstudy.tracking import RunEnd, Tracker
+from hpstudy.writer import Writer
+
+HISTORY = [EpochMetrics(e, 1 / e, 0.5, 1.1 / e, 0.4, 0.1) for e in (1, 2)]
+
+
+def test_jobs_are_written_and_a_failing_figure_is_reported_not_lost(stores):
+    tracker = Tracker(stores.tracking_uri, "writer")
+    good, bad = tracker.start_run("good"), tracker.start_run("bad")
+    writer = Writer()
+    writer.submit(RunEnd(stores.tracking_uri, good, "FINISHED", {"hpstudy.state": "complete"},
+                         ((CURVES_PNG, plots.curves, (HISTORY, "good")),)))
+    writer.submit(RunEnd(stores.tracking_uri, bad, "FINISHED", {}, (
+        (CURVES_PNG, plots.curves, (HISTORY, "bad")),
+        (WEIGHTS_PNG, plots.layer_weights, (np.zeros(3), False, (3,), "1-D: cannot be drawn")))))
+    failures = writer.close()
+    assert len(failures) == 1 and bad in failures[0] and WEIGHTS_PNG in failures[0]
+    for run_id in (good, bad):  # both ended as asked, with the figure that could be drawn
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert CURVES_PNG in {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert WEIGHTS_PNG in tracker.client.get_run(bad).data.tags[FIGURES_ERROR_TAG]
+
+
+def figures_of_every_ended_trial(folder, name: str) -> None:
+    """Every trial that ended has its run ended and its figures (the writer lost nothing)."""
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/mlruns/optuna.db")
+    client = MlflowClient(f"sqlite:///{folder}/mlruns/mlflow.db")
+    ended = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert ended
+    for trial in ended:
+        run_id = TrialRecord.of(trial).run_id
+        assert client.get_run(run_id).info.status in ("FINISHED", "KILLED")
+        assert {CURVES_PNG, WEIGHTS_PNG} <= {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_nothing_is_lost_when_a_trial_fails(tmp_path, write_study):
+    path = write_study(replace={"width = { choices = [16, 32] }":
+                                "width = { choices = [16, 2000000, 32] }"})
+    done = subprocess.run([sys.executable, "-m", "hpstudy", "optimize", "--study", str(path),
+                           "--set", "sampler.name=brute_force", "--set", "search.depth=2",
+                           "--set", "search.lr=0.1", "--set", "search.momentum=0.5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    figures_of_every_ended_trial(tmp_path, "tiny")
+
+
+def test_nothing_is_lost_when_the_study_is_interrupted(tmp_path, write_study):
+    path = write_study(replace={"trials = 3": "trials = 200"})
+    process = subprocess.Popen([sys.executable, "-m", "hpstudy", "optimize", "--study",
+                                str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    while time.monotonic() < deadline:  # until a few trials have ended
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name="tiny", storage=storage).trials
+        except Exception:  # not created yet
+            continue
+        if sum(t.state == TrialState.COMPLETE for t in trials) >= 3:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    figures_of_every_ended_trial(tmp_path, "tiny")
