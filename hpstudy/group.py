@@ -19,7 +19,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.batched import Stack, train_group, why_not
 from hpstudy.models import count_parameters
-from hpstudy.objective import EpochLog, Objective, describe_error, hyperparameters, recipe, suggest
+from hpstudy.objective import (
+    EpochLog,
+    Objective,
+    describe_error,
+    hyperparameters,
+    prunes,
+    recipe,
+    suggest,
+)
 from hpstudy.record import COMPLETE, DIVERGED, FAILED, PRUNED, EpochMetrics, TrialRecord
 
 SHAPE = ("width", "depth")  # what the members of a group share
@@ -72,7 +80,7 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
             raise ValueError(f"these trials cannot be vectorised: {reason}")
         stack = Stack(model, size, objective.device)
         train_group(stack, objective.data, recipes, objective.device,
-                    lambda index, metrics: _on_epoch(members[index], metrics, objective.prunes))
+                    lambda index, metrics: _on_epoch(members[index], metrics))
     except BaseException as error:  # every member still training fails with the reason
         for member in members:
             if not member.state:
@@ -83,7 +91,7 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
     return _finish(study, objective, members, stack)
 
 
-def _on_epoch(member: Member, metrics: EpochMetrics, prunes: bool) -> bool:
+def _on_epoch(member: Member, metrics: EpochMetrics) -> bool:
     """Log a member's epoch, report it, and say whether it stops (diverged or pruned)."""
     member.log.add(metrics)
     trial = member.trial
@@ -91,7 +99,7 @@ def _on_epoch(member: Member, metrics: EpochMetrics, prunes: bool) -> bool:
         trial.report(float("inf"), metrics.epoch)  # TPE learns this region is bad
         return member.stop(DIVERGED, f"loss became non-finite at epoch {metrics.epoch}")
     trial.report(metrics.val_loss, metrics.epoch)
-    if prunes and trial.should_prune():
+    if prunes(trial) and trial.should_prune():
         return member.stop(PRUNED, f"pruned after epoch {metrics.epoch}: validation loss "
                                    f"{metrics.val_loss:.4g} is worse than the median")
     return False

@@ -105,6 +105,11 @@ def recipe(config: StudyConfig, hp: dict[str, Any]) -> Recipe:
                   seed=train.seed)
 
 
+def prunes(trial: optuna.Trial) -> bool:
+    """Whether the trial's study has a pruner to ask after each epoch."""
+    return not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+
+
 class Objective:
     """Callable by `study.optimize`: trains one model per trial, logs it as a nested MLflow run.
 
@@ -117,7 +122,6 @@ class Objective:
                  device: torch.device, writer: Writer | None = None):
         self.config, self.data, self.tracker = config, data, tracker
         self.parent_id, self.device, self.writer = parent_id, device, writer
-        self.prunes = config.pruner.name != "none"  # whether to ask the pruner after an epoch
 
     def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
         """A trial's MLflow run (with the study's fixed settings) and its first record."""
@@ -148,7 +152,7 @@ class Objective:
         def on_epoch(metrics: EpochMetrics) -> None:
             log.add(metrics)
             trial.report(metrics.val_loss, metrics.epoch)
-            if self.prunes and trial.should_prune():  # asking costs a read of the study
+            if prunes(trial) and trial.should_prune():  # asking costs a read of the study
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: validation loss "
                                          f"{metrics.val_loss:.4g} is worse than the median")
 
