@@ -71,10 +71,19 @@ def test_a_typo_in_a_study_file_is_reported_without_importing_torch_or_mlflow(tm
     ["optimize", "--study", "digits_mlp", "--trials", "0"],
     ["optimize", "--study", "digits_mlp", "--jobs", "two"],
     ["select", "--study", "digits_mlp", "--set", "sampler.name=tpf"],
+    ["optimize", "--study", "digits_mlp", "--device", "gpu"],
+    ["optimize", "--study", "digits_mlp", "--jobs", "0"],
 ], ids=["unknown-study", "set-without-value", "set-bad-value", "zero-trials", "jobs-not-int",
-        "select-unknown-sampler"])
+        "select-unknown-sampler", "bad-device", "zero-jobs"])
 def test_flag_and_study_errors_are_reported_without_importing_torch_or_mlflow(tmp_path, args):
     code, modules = run(tmp_path, *args, *stores(tmp_path))
+    assert code == 2
+    assert modules.isdisjoint(HEAVY)
+
+
+def test_a_bad_store_url_is_reported_without_importing_torch_or_mlflow(tmp_path):
+    code, modules = run(tmp_path, "optimize", "--study", "digits_mlp", "--storage",
+                        "optuna.db", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert code == 2
     assert modules.isdisjoint(HEAVY)
 
