@@ -3,18 +3,20 @@
 With `train.vectorize = K`, the first trial of a group is sampled freely; the other K-1
 are queued with its width and depth and sampled for the rest (learning rate, momentum,
 weight decay), so all K have the same network shape. `batched.train_group` trains them
-together; each is still its own Optuna trial (ask/tell), its own pruning decision, its
-own MLflow run, metrics, figures and weights, written by the same `Objective` steps as a
-trial trained alone.
+together (one at a time above MAX_PARAMS, where batching stops paying); each is still
+its own Optuna trial (ask/tell), its own pruning decision, its own MLflow run, metrics,
+figures and weights, written by the same `Objective` steps as a trial trained alone.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.batched import Stack, train_group, why_not
@@ -31,6 +33,9 @@ from hpstudy.objective import (
 from hpstudy.record import COMPLETE, DIVERGED, FAILED, PRUNED, EpochMetrics, TrialRecord
 
 SHAPE = ("width", "depth")  # what the members of a group share
+MAX_PARAMS = 100_000  # above this a batched step is memory-bound and slower (bench/vectorized.py:
+# 8 digits MLPs of width 128, 26k parameters, 2.7x faster as one; of width 512, 300k, 2x
+# slower): a group of larger networks trains one member at a time
 TOLD = {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED, DIVERGED: TrialState.PRUNED,
         FAILED: TrialState.FAIL}
 
@@ -41,6 +46,7 @@ class Member:
     def __init__(self, trial: optuna.Trial, record: TrialRecord, log: EpochLog):
         self.trial, self.record, self.log = trial, record, log
         self.state, self.reason = "", ""
+        self.network: Callable[[], torch.nn.Module] | None = None  # its trained network
 
     def stop(self, state: str, reason: str) -> bool:
         """End this member's training as `state`; True (for `train_group`)."""
@@ -69,26 +75,31 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
     config, tracker = objective.config, objective.tracker
     hps = [hyperparameters(config, v) for v in values]
     recipes = [recipe(config, hp) for hp in hps]
-    stack: Stack | None = None
     try:
         model = objective.seeded_network(hps[0])  # every member starts from these weights
+        n_params = count_parameters(model)
+        batches = [list(range(size))] if n_params <= MAX_PARAMS else [[i] for i in range(size)]
         for member, value in zip(members, values, strict=True):
             tracker.log_params(member.record.run_id, value | {
-                "n_params": count_parameters(model), "vectorized": size})
+                "n_params": n_params, "vectorized": len(batches[0])})
         reason = why_not(model, recipes)
         if reason:
             raise ValueError(f"these trials cannot be vectorised: {reason}")
-        stack = Stack(model, size, objective.device)
-        train_group(stack, objective.data, recipes, objective.device,
-                    lambda index, metrics: _on_epoch(members[index], metrics))
+        for batch in batches:
+            stack = Stack(model, len(batch), objective.device)
+            for position, index in enumerate(batch):
+                members[index].network = functools.partial(stack.member, position)
+            train_group(stack, objective.data, [recipes[i] for i in batch], objective.device,
+                        lambda position, metrics, batch=batch: _on_epoch(
+                            members[batch[position]], metrics))
     except BaseException as error:  # every member still training fails with the reason
         for member in members:
             if not member.state:
                 member.stop(FAILED, describe_error(error))
         if not isinstance(error, Exception):
-            _finish(study, objective, members, stack)
+            _finish(study, objective, members)
             raise
-    return _finish(study, objective, members, stack)
+    return _finish(study, objective, members)
 
 
 def _on_epoch(member: Member, metrics: EpochMetrics) -> bool:
@@ -105,13 +116,13 @@ def _on_epoch(member: Member, metrics: EpochMetrics) -> bool:
     return False
 
 
-def _finish(study: optuna.Study, objective: Objective, members: Sequence[Member],
-            stack: Stack | None) -> list[FrozenTrial]:
+def _finish(study: optuna.Study, objective: Objective, members: Sequence[Member]
+            ) -> list[FrozenTrial]:
     """End every member's run as it ended, then tell Optuna."""
     told = []
-    for index, member in enumerate(members):
+    for member in members:
         state = member.state or COMPLETE
-        network = stack.member(index) if stack is not None else None
+        network = member.network() if member.network is not None else None
         objective.end(member.trial, member.record, state, member.reason, member.log, network)
         value = member.log.history[-1].val_loss if state == COMPLETE else None
         told.append(study.tell(member.trial, value, state=TOLD[state]))

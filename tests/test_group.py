@@ -7,9 +7,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from hpstudy import group
 from hpstudy.config import load_study
 from hpstudy.errors import ConfigError
-from hpstudy.group import run_group
 from hpstudy.objective import Objective
 from hpstudy.record import TrialRecord
 from hpstudy.runner import load_data
@@ -33,7 +33,9 @@ def losses(tracker: Tracker, trial) -> list[float]:
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
-def test_a_group_computes_what_separate_trials_compute(write_study, stores):
+@pytest.mark.parametrize("limit", [100_000, 0], ids=["as-one", "one-by-one-above-the-limit"])
+def test_a_group_computes_what_separate_trials_compute(write_study, stores, monkeypatch, limit):
+    monkeypatch.setattr(group, "MAX_PARAMS", limit)  # a group of larger networks: one by one
     alone = objective_for(write_study, stores, 1)
     separate = optuna.create_study()
     for params in MEMBERS:
@@ -44,7 +46,7 @@ def test_a_group_computes_what_separate_trials_compute(write_study, stores):
     together = optuna.create_study()
     for params in MEMBERS:
         together.enqueue_trial(params)
-    told = run_group(together, grouped, 3)
+    told = group.run_group(together, grouped, 3)
 
     assert [t.params for t in told] == [t.params for t in separate.trials]
     assert [t.state for t in told] == [TrialState.COMPLETE, TrialState.COMPLETE,
@@ -59,7 +61,8 @@ def test_a_group_computes_what_separate_trials_compute(write_study, stores):
     for one, member in zip(separate.trials[:2], told[:2], strict=True):
         assert member.value == pytest.approx(one.value, rel=1e-4)
         run = grouped.tracker.client.get_run(TrialRecord.of(member).run_id)
-        assert run.data.params["vectorized"] == "3" and run.info.status == "FINISHED"
+        assert run.data.params["vectorized"] == ("3" if limit else "1")
+        assert run.info.status == "FINISHED"
         assert "weights.pt" in {a.path for a in grouped.tracker.client.list_artifacts(
             run.info.run_id)}
 
