@@ -157,7 +157,11 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
                   f"consider widening [search] {name}."
                   for name, value in best.params.items()
                   if name in config.search and on_edge(config.search[name], value)]
-    lines += ["", f"Compare trials:  mlflow ui --backend-store-uri {stores.tracking_uri}",
+    local = not stores.tracking_uri.startswith(("http://", "https://"))
+    ui = "http://127.0.0.1:5000" if local else stores.tracking_uri.rstrip("/")
+    lines += ["", f"Compare trials:  {ui}/#/experiments/{outcome.experiment_id}"
+              + (f"  (after `mlflow ui --backend-store-uri {stores.tracking_uri}`)" if local
+                 else ""),
               f"Serve the model: hpstudy serve --study {study.study_name}"
               + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
                  else f" --tracking-uri {stores.tracking_uri}")]

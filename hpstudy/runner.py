@@ -67,6 +67,7 @@ class Outcome:
     first_trial: int = 0  # the study's trial count when this call began
     selection_seconds: float = 0.0  # choosing, testing, packaging and registering
     figure_failures: list[str] = field(default_factory=list)  # the writer's failures
+    experiment_id: str = ""  # the study's MLflow experiment
 
 
 def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Dataset:
@@ -292,7 +293,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         if status != FINISHED:
             reconcile(study, tracker)
     return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
-                   failures)
+                   failures, tracker.experiment_id)
 
 
 def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | None = None,
@@ -319,7 +320,8 @@ def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | Non
     finally:
         if own:
             tracker.end_run(run_id, status)
-    return Outcome(study, run_id, None, "", stopped, [], repairs, first, 0.0, failures)
+    return Outcome(study, run_id, None, "", stopped, [], repairs, first, 0.0, failures,
+                   tracker.experiment_id)
 
 
 def _network_of(config: StudyConfig, data: datasets.Dataset, tracker: Tracker) -> NetworkOf:

@@ -68,6 +68,10 @@ def test_optimize_prints_a_line_per_trial_and_a_summary(write_study, stores, cap
     assert "Study 'tiny': 2 trials in all (2 done, 0 pruned, 0 diverged, 0 failed)" in out
     assert "-> models:/tiny@champion (version 1)" in out
     assert f"mlflow ui --backend-store-uri {stores.tracking_uri}" in out
+    from mlflow import MlflowClient
+
+    experiment = MlflowClient(stores.tracking_uri).get_experiment_by_name("tiny").experiment_id
+    assert f"Compare trials:  http://127.0.0.1:5000/#/experiments/{experiment}" in out
 
 
 def test_list_shows_studies_datasets_and_what_width_and_depth_mean(capsys):
@@ -154,3 +158,14 @@ def test_asking_for_cuda_without_one_exits_2_and_writes_nothing(write_study, sto
     assert cli("optimize", "--study", str(write_study()), "--device", "cuda", stores=stores) == 2
     assert "--device cuda: no CUDA device is visible here" in capsys.readouterr().err
     assert nothing_written(stores)
+
+
+def test_failed_trials_in_a_row_stop_the_call_with_exit_4(write_study, stores, capsys):
+    path = write_study(replace={"width = { choices = [16, 32] }": "width = 2000000",
+                                "depth = { low = 1, high = 2 }": "depth = 2"})  # 16 TB each
+    assert cli("optimize", "--study", str(path), "--trials", "5", "--set", "max_failures=2",
+               stores=stores) == 4
+    out = capsys.readouterr().out
+    assert "Stopped early: stopped after 2 failed trials in a row" in out
+    assert "Study 'tiny': 2 trials in all (0 done, 0 pruned, 0 diverged, 2 failed)" in out
+    assert "No champion" in out
