@@ -6,14 +6,13 @@ import argparse
 import math
 import os
 import re
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpstudy import __version__
+from hpstudy import __version__, interrupts
 from hpstudy.errors import NoChampion, UserError
 from hpstudy.record import DIVERGED, TrialRecord
 from hpstudy.space import on_edge
@@ -451,15 +450,6 @@ def _quiet_mlflow() -> None:
     quiet()
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (docker stop, kill, a scheduler) is handled like Ctrl-C, once."""
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be cut short
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hpstudy` and `python -m hpstudy`; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -468,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USER_ERROR
     _quiet()
-    _interrupt_on_sigterm()
+    interrupts.install()  # Ctrl-C and SIGTERM: between database writes, never inside one
     try:
         return args.handler(args)
     except NoChampion as error:

@@ -19,6 +19,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from hpstudy import interrupts
 from hpstudy.batched import Stack, train_group, why_not
 from hpstudy.models import count_parameters
 from hpstudy.objective import (
@@ -70,6 +71,7 @@ def ask_group(study: optuna.Study, objective: Objective, size: int
 
 def run_group(study: optuna.Study, objective: Objective, size: int) -> list[FrozenTrial]:
     """Ask, train together and tell `size` trials; the told trials."""
+    interrupts.checkpoint()
     trials, values = ask_group(study, objective, size)
     members = [Member(trial, *objective.begin(trial)) for trial in trials]
     config, tracker = objective.config, objective.tracker
@@ -104,6 +106,7 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
 
 def _on_epoch(member: Member, metrics: EpochMetrics) -> bool:
     """Log a member's epoch, report it, and say whether it stops (diverged or pruned)."""
+    interrupts.checkpoint()  # a signal that came during a write stops the group here
     member.log.add(metrics)
     trial = member.trial
     if not (math.isfinite(metrics.train_loss) and math.isfinite(metrics.val_loss)):

@@ -16,7 +16,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from hpstudy import plots
+from hpstudy import interrupts, plots
 from hpstudy.config import StudyConfig
 from hpstudy.data import Dataset
 from hpstudy.models import build_model, count_parameters
@@ -145,11 +145,13 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         """Train with this trial's parameters; the validation loss of the final model."""
         config = self.config
+        interrupts.checkpoint()
         record, log = self.begin(trial)
         run_id = record.run_id
         model: torch.nn.Module | None = None
 
         def on_epoch(metrics: EpochMetrics) -> None:
+            interrupts.checkpoint()  # a signal that came during a write stops the trial here
             log.add(metrics)
             trial.report(metrics.val_loss, metrics.epoch)
             if prunes(trial) and trial.should_prune():  # asking costs a read of the study

@@ -18,7 +18,7 @@ import optuna
 import torch
 
 from hpstudy import data as datasets
-from hpstudy import storage, workers
+from hpstudy import interrupts, storage, workers
 from hpstudy.config import StudyConfig
 from hpstudy.errors import ConfigError, NoChampion, UserError
 from hpstudy.group import optimize_grouped
@@ -276,6 +276,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
             problems = workers.run(_worker_args(plan, run_id), plan.jobs, plan.trials,
                                    plan.device, torch.cuda.device_count(), study, first, on_trial)
         reconcile(study, tracker)  # a worker that died mid-trial left it to us
+        interrupts.checkpoint()  # an interrupt during the last writes stops before selection
         started = time.perf_counter()
         try:
             selection, reason = select(study, plan.data, tracker, run_id,

@@ -21,6 +21,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpstudy import interrupts
+
 POLL_SECONDS = 0.5  # how often the parent looks for finished trials
 STOP_SECONDS = 60  # how long interrupted workers get to close their trials before SIGKILL
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -89,6 +91,7 @@ def watch(workers: list[Worker], study: optuna.Study, first: int,
 
     while any(w.process.poll() is None for w in workers):
         report()
+        interrupts.checkpoint()
         time.sleep(POLL_SECONDS)
     report()
 
