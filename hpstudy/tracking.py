@@ -141,10 +141,6 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
-    def log_epoch(self, run_id: str, metrics: EpochMetrics) -> None:
-        """One epoch's metrics with step = epoch, in one write."""
-        self.log_epochs(run_id, [metrics])
-
     @_timed
     def log_weights(self, run_id: str, network: torch.nn.Module) -> str:
         """The trained weights (a state dict, milliseconds to write); returns their URI.
@@ -170,11 +166,6 @@ class Tracker:
         """Tags on a run."""
         for key, value in tags.items():
             self.client.set_tag(run_id, key, str(value))
-
-    @_timed
-    def log_figure(self, run_id: str, figure: Figure, filename: str) -> None:
-        """A matplotlib figure as a PNG artifact."""
-        self.client.log_figure(run_id, figure, filename, save_kwargs={"dpi": 100})
 
     @_timed
     def log_text(self, run_id: str, text: str, filename: str) -> None:
