@@ -40,6 +40,8 @@ def why_not(model: nn.Module, recipes: Sequence[Recipe]) -> str:
             return f"it has a {type(layer).__name__} layer (only fully connected networks)"
     if any(r.optimizer != "sgd" for r in recipes):
         return "only SGD (with or without momentum) is vectorised"
+    if any(r.schedule != "constant" for r in recipes):
+        return "only a constant learning rate is vectorised"
     shared = {(r.epochs, r.batch_size, r.seed) for r in recipes}
     return "" if len(shared) == 1 else "the trials differ in epochs, batch size or seed"
 

@@ -2,13 +2,20 @@
 
 A study file is data only. Each table maps onto a dataclass; an unknown key, a wrong
 type or an impossible value is a `ConfigError` that names the file and the key.
+
+[search] may name any key of `searchable`: the six of `space.PARAMS`, the [train] keys
+of TRAIN_SEARCHABLE and the [model] keys of the study's architecture. For a [train] or
+[model] key, a number (or word) in [search] replaces the value there; a range or
+choices makes each trial pick its own (`StudyConfig.train_for`, `models.build_model`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +24,7 @@ from typing import Any, Literal
 from hpstudy.data import DATASETS
 from hpstudy.errors import ConfigError, UserError
 from hpstudy.models import MODELS
-from hpstudy.space import Param, parse_search
+from hpstudy.space import PARAMS, Param, ParamRule, Value, parse_search, rule_for
 from hpstudy.tables import build, check_type, one_of, require
 
 STUDIES_DIR = Path("studies")  # looked up relative to the working directory first
@@ -48,6 +55,9 @@ class TrainConfig:
     epochs: int  # passes over the training split
     batch_size: int  # examples per optimizer step
     optimizer: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    schedule: Literal["constant", "step", "cosine", "one-cycle"] = "constant"  # learning rate
+    # over training, stepped every batch (train.make_scheduler): lr stays; x0.1 at each third
+    # of the epochs; cosine down to 0; one-cycle up to lr and back down
     seed: int = 0  # weight init and shuffling: the same parameters give the same result
     vectorize: int = 1  # trials of one width and depth trained together as one batched network
 
@@ -86,14 +96,24 @@ class StudyConfig:
     max_val_loss: float | None = None  # and, if set, has a validation loss below this
     overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied on top of the file
 
+    def searched(self) -> set[str]:
+        """The keys each trial picks for itself."""
+        return {k for k, p in self.search.items() if p.searched}
+
     def fixed_params(self) -> dict[str, Any]:
         """Every setting a trial does not search, flattened for logging."""
+        searched = self.searched()  # logged as the trial's own params, never twice
         flat: dict[str, Any] = {"dataset": self.data.name, "architecture": self.model.architecture}
         flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()})
-        flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()})
-        flat.update(dataclasses.asdict(self.train))
+        flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()
+                     if k not in searched})
+        flat.update({k: v for k, v in dataclasses.asdict(self.train).items() if k not in searched})
         flat.update({k: p.value for k, p in self.search.items() if not p.searched})
         return flat
+
+    def train_for(self, hp: dict[str, Any]) -> TrainConfig:
+        """[train] as a trial with values `hp` trains: its searched [train] keys replaced."""
+        return dataclasses.replace(self.train, **{k: hp[k] for k in TRAIN_SEARCHABLE if k in hp})
 
 
 @dataclass(frozen=True)
@@ -198,8 +218,9 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
     top = build(_TopLevel, raw)
     data = _with_options(top.data, "data", "name", DATASETS)
     model = _with_options(top.model, "model", "architecture", MODELS)
-    search = parse_search(top.search)
     arch = MODELS[model.architecture]
+    search = parse_search(_flat_search(top.search), searchable(model.architecture),
+                          _refused(data, model.architecture))
     derived = arch.derives(model.options)
     for name in ("width", "depth", "dropout"):
         require(name in arch.uses or not search[name].searched, f"search.{name}",
@@ -208,8 +229,14 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
         require(name not in derived or not search[name].searched, f"search.{name}",
                 f"a fixed value ({derived.get(name)})", "a range",
                 f"Remove search.{name}, or the model option that derives it.")
-    train = build(TrainConfig, top.train, "train")
-    require(train.optimizer != "adam" or not search["momentum"].searched, "search.momentum",
+    train = build(TrainConfig, top.train | _placed(search, TRAIN_SEARCHABLE), "train")
+    model = ModelConfig(model.architecture, _replaced(model.options, "model",
+                                                      _placed(search, arch.option_keys())))
+    _check_candidates(search, train, model)
+    search = {k: p for k, p in search.items() if k in PARAMS or p.searched}  # the rest: placed
+    optimizer = search.get("optimizer")
+    require(train.optimizer != "adam" or optimizer is not None or not search["momentum"].searched,
+            "search.momentum",
             "no momentum search with train.optimizer = 'adam' (Adam has no momentum setting)",
             "a range", "Remove search.momentum or use sgd or rmsprop.")
     if train.vectorize > 1:
@@ -225,17 +252,98 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
         champion_floor=top.champion_floor, max_val_loss=top.max_val_loss)
 
 
+# ------------------------------------------------------------------ the open search space
+
+TRAIN_SEARCHABLE = ("batch_size", "optimizer", "schedule")  # the rest is shared by all trials
+TRAIN_MEANING = {"batch_size": "examples per optimizer step", "optimizer": "the optimizer",
+                 "schedule": "the learning rate over training"}
+SHARED = {"epochs": "every trial trains as many epochs (the pruner counts them)",
+          "seed": "every trial starts from the same seed (same parameters, same result)",
+          "vectorize": "it says how trials are trained, not how they differ"}
+
+
+def searchable(architecture: str) -> dict[str, ParamRule]:
+    """The [train] and [model] keys that [search] may name, beside those of space.PARAMS."""
+    hints = typing.get_type_hints(TrainConfig)
+    rules = {k: dataclasses.replace(rule_for(hints[k], TRAIN_MEANING[k]), minimum=1)
+             if k == "batch_size" else rule_for(hints[k], TRAIN_MEANING[k])
+             for k in TRAIN_SEARCHABLE}
+    arch = MODELS[architecture]
+    hints = typing.get_type_hints(arch.options)
+    rules |= {k: rule_for(hints[k], f"[model] {k} of '{architecture}'")
+              for k in arch.option_keys()}
+    return rules
+
+
+def _refused(data: DataConfig, architecture: str) -> dict[str, str]:
+    """For keys a study has but cannot search: why not, and what to do instead."""
+    refused = {k: f"It belongs in [train]: {why}. Set train.{k} there."
+               for k, why in SHARED.items()}
+    refused |= {k: f"It is a [data] key: every trial of a study trains on the same data. Set "
+                   f"data.{k} there." for k in (f.name for f in dataclasses.fields(data.options))}
+    takes = MODELS[architecture].takes()
+    refused |= {k: f"'{architecture}' does not take it (it takes "
+                   f"{', '.join(takes) or 'no model keys'})."
+                for arch in MODELS.values() for k in arch.takes() if k not in takes}
+    return refused
+
+
+def _flat_search(table: Mapping[str, Any]) -> dict[str, Any]:
+    """[search] with `train.KEY`, `model.KEY` and `data.KEY` entries named by KEY alone."""
+    flat: dict[str, Any] = {}
+    for key, spec in table.items():
+        if key in ("train", "model", "data") and isinstance(spec, dict):
+            flat.update(spec)
+        else:
+            flat[key] = spec
+    return flat
+
+
+def _placed(search: Mapping[str, Param], keys: Sequence[str]) -> dict[str, Value]:
+    """The [search] values of `keys` to place in [train] or [model]: fixed, or a first candidate."""
+    return {k: search[k].first() for k in keys if k in search}
+
+
+def _replaced(options: Any, section: str, values: Mapping[str, Any]) -> Any:
+    """A [train] or [model] dataclass with `values` in place, checked by its own rules."""
+    try:
+        return dataclasses.replace(options, **values)
+    except ConfigError as error:
+        raise error.within(section) from None
+
+
+def _check_candidates(search: Mapping[str, Param], train: TrainConfig, model: ModelConfig
+                      ) -> None:
+    """A ConfigError unless every value a trial may pick is a valid [train] and [model]."""
+    model_keys = MODELS[model.architecture].option_keys()
+    for base, keys in ((train, TRAIN_SEARCHABLE), (model.options, model_keys)):
+        searched = [k for k in keys if k in search and search[k].searched]
+        for values in itertools.product(*(search[k].candidates() for k in searched)):
+            try:
+                dataclasses.replace(base, **dict(zip(searched, values, strict=True)))
+            except ConfigError as error:
+                given = ", ".join(f"{k} = {v!r}" for k, v in zip(searched, values, strict=True))
+                raise ConfigError(f"search.{error.key}", error.expected, f"a search that can pick "
+                                  f"{given}", error.fix or "Narrow the search.") from None
+
+
 VECTORIZED = ("mlp", "linear")  # fully connected: hpstudy/batched.py trains K of them as one
 
 
 def _check_vectorize(architecture: str, train: TrainConfig, search: dict[str, Param]) -> None:
-    """A ConfigError unless `train.vectorize` can apply: SGD, a fully connected net, no dropout."""
+    """A ConfigError unless `train.vectorize` can apply: SGD at a constant learning rate, a
+    fully connected net, no dropout. A group shares every other searched key (group.py)."""
     fix = "Set train.vectorize = 1, or"
     require(architecture in VECTORIZED, "train.vectorize", f"1 for '{architecture}' (vectorised "
             f"trials need {' or '.join(VECTORIZED)})", train.vectorize,
             f"{fix} use a fully connected architecture.")
-    require(train.optimizer == "sgd", "train.vectorize", "1 with adam or rmsprop (vectorised "
-            "trials use SGD)", train.vectorize, f"{fix} use optimizer = 'sgd'.")
+    optimizers = search["optimizer"].candidates() if "optimizer" in search else (train.optimizer,)
+    require(set(optimizers) == {"sgd"}, "train.vectorize", "1 with adam or rmsprop (vectorised "
+            "trials use SGD)", train.vectorize, f"{fix} use optimizer = 'sgd' (not searched).")
+    schedules = search["schedule"].candidates() if "schedule" in search else (train.schedule,)
+    require(set(schedules) == {"constant"}, "train.vectorize", "1 with a learning-rate "
+            "schedule (vectorised trials keep lr constant)", train.vectorize,
+            f"{fix} use schedule = 'constant' (not searched).")
     dropout = search["dropout"]
     require(not dropout.searched and not dropout.value, "train.vectorize", "1 with dropout "
             "(vectorised trials must compute what separate trials do)", train.vectorize,

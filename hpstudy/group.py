@@ -1,8 +1,9 @@
 """Vectorised trials in a study: K trials of one architecture asked, trained as one, told apart.
 
 With `train.vectorize = K`, the first trial of a group is sampled freely; the other K-1
-are queued with its width and depth and sampled for the rest (learning rate, momentum,
-weight decay), so all K have the same network shape. `batched.train_group` trains them
+are queued with its values of every searched key but the learning rate, momentum and
+weight decay (width and depth, and a searched batch size or [model] key), and sampled
+for those three, so all K have the same network shape and see the same batches. `batched.train_group` trains them
 together (one at a time above MAX_PARAMS, where batching stops paying); each is still
 its own Optuna trial (ask/tell), its own pruning decision, its own MLflow run, metrics,
 figures and weights, written by the same `Objective` steps as a trial trained alone.
@@ -33,7 +34,7 @@ from hpstudy.objective import (
 )
 from hpstudy.record import COMPLETE, DIVERGED, FAILED, PRUNED, EpochMetrics, TrialRecord
 
-SHAPE = ("width", "depth")  # what the members of a group share
+OWN = ("lr", "momentum", "weight_decay")  # what each member of a group picks; it shares the rest
 MAX_PARAMS = 100_000  # above this a batched step is memory-bound and slower (bench/vectorized.py:
 # 8 digits MLPs of width 128, 26k parameters, 2.7x faster as one; of width 512, 300k, 2x
 # slower): a group of larger networks trains one member at a time
@@ -57,10 +58,10 @@ class Member:
 
 def ask_group(study: optuna.Study, objective: Objective, size: int
               ) -> tuple[list[optuna.Trial], list[dict]]:
-    """`size` trials with the first one's width and depth, and each one's suggested values."""
+    """`size` trials sharing the first one's values but for OWN, and each one's values."""
     first = study.ask()
     values = [suggest(first, objective.config.search)]
-    shape = {name: values[0][name] for name in SHAPE if name in values[0]}
+    shape = {name: value for name, value in values[0].items() if name not in OWN}
     trials = [first]
     for _ in range(size - 1):
         study.enqueue_trial(shape)  # the rest of each member is sampled as usual

@@ -36,7 +36,7 @@ from hpstudy.record import (
     Process,
     TrialRecord,
 )
-from hpstudy.space import PARAMS, Number, Param
+from hpstudy.space import Param, Value
 from hpstudy.tracking import RunEnd, Tracker, load_weights, write_run_end
 from hpstudy.train import Diverged, EpochMetrics, Recipe, describe_device, fit
 from hpstudy.writer import Writer
@@ -46,15 +46,15 @@ WEIGHTS_PNG = "first_layer.png"  # the first layer's filters or unit weights
 METRICS_EVERY = 5.0  # seconds between a trial's metric writes (and at its end)
 
 
-def suggest(trial: optuna.Trial, search: dict[str, Param]) -> dict[str, Number]:
+def suggest(trial: optuna.Trial, search: dict[str, Param]) -> dict[str, Value]:
     """Optuna's choice for every searched parameter."""
-    chosen: dict[str, Number] = {}
+    chosen: dict[str, Value] = {}
     for name, p in search.items():
         if not p.searched:
             continue
         if p.choices is not None:
             chosen[name] = trial.suggest_categorical(name, list(p.choices))
-        elif PARAMS[name].kind is int:
+        elif p.kind is int:
             chosen[name] = trial.suggest_int(name, p.low, p.high, step=p.step or 1, log=p.log)
         else:
             chosen[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
@@ -78,15 +78,13 @@ def describe_error(error: BaseException) -> str:
 
 
 def hyperparameters(config: StudyConfig, params: dict[str, Any]) -> dict[str, Any]:
-    """Every searchable value of a trial: the fixed ones from the study file, then its own."""
+    """A trial's values: the six of space.PARAMS as the study fixes them, then its own."""
     return {name: p.value for name, p in config.search.items()} | params
 
 
 def build_network(config: StudyConfig, data: Dataset, hp: dict[str, Any]) -> torch.nn.Module:
     """The network a trial with hyperparameters `hp` trains."""
-    model = config.model
-    return build_model(model.architecture, model.options, data.input_shape, data.num_outputs,
-                       data.mean, data.std, hp["width"], hp["depth"], hp["dropout"])
+    return build_model(config.model, data, hp)
 
 
 def trained_network(config: StudyConfig, data: Dataset, trial: FrozenTrial,
@@ -98,11 +96,11 @@ def trained_network(config: StudyConfig, data: Dataset, trial: FrozenTrial,
 
 
 def recipe(config: StudyConfig, hp: dict[str, Any]) -> Recipe:
-    """How a trial with hyperparameters `hp` trains."""
-    train = config.train
+    """How a trial with hyperparameters `hp` trains (its searched [train] keys in place)."""
+    train = config.train_for(hp)
     return Recipe(epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
                   lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
-                  seed=train.seed)
+                  seed=train.seed, schedule=train.schedule)
 
 
 def prunes(trial: optuna.Trial) -> bool:
@@ -215,6 +213,7 @@ class Objective:
         record = record.but(
             state=state, fail_reason=reason, weights_uri=weights_uri,
             val_acc=history[-1].val_acc if history else None,
+            n_params=count_parameters(model) if model is not None else 0,
             train_seconds=sum(m.seconds for m in history),
             logging_seconds=self.tracker.seconds(run_id), timings=log.timings)
         trial.set_user_attr(ATTR, record.to_attr())

@@ -19,6 +19,9 @@ from hpstudy.data import Dataset, Split
 from hpstudy.record import EpochMetrics  # what an epoch measured (also what it logs)
 
 EVAL_BATCH = 4096  # examples per forward pass when evaluating: no gradients, so go large
+SCHEDULES = ("constant", "step", "cosine", "one-cycle")  # learning rate over training (below)
+STEP_GAMMA = 0.1  # `step`: the learning rate is multiplied by this ...
+STEP_PARTS = 3  # ... after every 1/STEP_PARTS of the epochs (at least one epoch)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Recipe:
     momentum: float = 0.0  # SGD and RMSprop only
     weight_decay: float = 0.0
     seed: int = 0  # shuffling order (weight init is seeded by the caller before building)
+    schedule: str = "constant"  # one of SCHEDULES; `lr` is its starting (one-cycle: peak) value
 
 
 class Diverged(Exception):
@@ -69,6 +73,29 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
+                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The recipe's learning-rate schedule, stepped after every batch; None when constant.
+
+    step: times STEP_GAMMA at every 1/STEP_PARTS of the epochs; cosine: from lr down to 0
+    over all steps; one-cycle: up to lr and down again (momentum left as the trial set it).
+    """
+    from torch.optim import lr_scheduler
+
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "constant":
+        return None
+    if recipe.schedule == "step":
+        every = max(1, recipe.epochs // STEP_PARTS) * steps_per_epoch
+        return lr_scheduler.StepLR(optimizer, step_size=every, gamma=STEP_GAMMA)
+    if recipe.schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if recipe.schedule == "one-cycle":
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total,
+                                       cycle_momentum=False)
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; expected one of {SCHEDULES}")
+
+
 def loss_and_hits(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and correct predictions of a batch (cross-entropy, or MSE for float targets)."""
     if y.is_floating_point():
@@ -103,6 +130,7 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
     model.to(device)
     train, val = data.train.to(device), data.val.to(device)  # no copy if already there
     optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe, math.ceil(len(train) / recipe.batch_size))
     order = torch.Generator(device=device).manual_seed(recipe.seed)
     classify = data.task == "classification"
     history: list[EpochMetrics] = []
@@ -116,6 +144,8 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
             optimizer.zero_grad(set_to_none=True)
             (loss / len(batch)).backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             loss_sum, hits = loss_sum + loss.detach(), hits + batch_hits
         model.eval()
         validating = time.perf_counter()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hpstudy.config import BUNDLED_STUDIES_DIR, find_study, load_study
+from hpstudy.config import BUNDLED_STUDIES_DIR, TrainConfig, find_study, load_study
 from hpstudy.errors import ConfigError, UserError
 
 SHIPPED = sorted(BUNDLED_STUDIES_DIR.glob("*.toml"))
@@ -105,7 +107,8 @@ def test_dataset_options_are_checked_by_the_dataset(write_study):
 
 def test_unknown_search_parameter_is_refused(write_study):
     error = error_for(write_study, {"[search]": "[search]\nlearning_rate = 0.1"})
-    assert error.key == "search" and "unknown key 'learning_rate'" in str(error)
+    assert error.key == "search.learning_rate" and "'learning_rate' (an unknown key)" in str(error)
+    assert "searchable keys lr, momentum, width" in str(error)
 
 
 def test_adam_with_a_momentum_search_is_refused(write_study):
@@ -146,3 +149,74 @@ def test_a_width_search_under_a_parameter_budget_is_refused(write_study):
 def test_searching_what_an_architecture_does_not_use_is_refused(write_study):
     error = error_for(write_study, {'architecture = "mlp"': 'architecture = "linear"'})
     assert error.key == "search.width" and "'linear' has no width" in str(error)
+
+
+OPEN = ["search.batch_size={choices=[32, 128]}", 'search.optimizer={choices=["sgd", "adam"]}',
+        'search.schedule={choices=["constant", "one-cycle"]}',
+        'search.activation={choices=["relu", "tanh"]}']
+
+
+def test_train_and_model_keys_may_be_searched_and_are_logged_once(write_study):
+    config = load_study(str(write_study()), OPEN)
+    assert config.search["optimizer"].choices == ("sgd", "adam")
+    assert config.search["batch_size"].kind is int
+    fixed = config.fixed_params()
+    assert not {"batch_size", "optimizer", "schedule", "model.activation"} & fixed.keys()
+    assert fixed["epochs"] == 3 and fixed["model.param_budget"] is None
+    hp = {"batch_size": 128, "optimizer": "adam", "schedule": "one-cycle", "lr": 0.1}
+    assert config.train_for(hp) == TrainConfig(epochs=3, batch_size=128, optimizer="adam",
+                                               schedule="one-cycle", seed=0)
+
+
+def test_a_number_or_word_in_search_fixes_a_train_or_model_key(write_study):
+    config = load_study(str(write_study()), ["search.batch_size=16", 'search.schedule="step"',
+                                             'search.model.activation="tanh"'])
+    assert config.train.batch_size == 16 and config.train.schedule == "step"
+    assert config.model.options.activation == "tanh"
+    assert {"batch_size", "schedule", "activation"}.isdisjoint(config.search)
+    assert config.fixed_params()["model.activation"] == "tanh"
+
+
+@pytest.mark.parametrize(("setting", "key", "message"), [
+    ("search.epochs=2", "search.epochs", "'epochs' (a key that cannot be searched). It belongs in"
+                                         " [train]"),
+    ("search.train.vectorize=2", "search.vectorize", "Set train.vectorize there"),
+    ("search.val_fraction=0.3", "search.val_fraction", "It is a [data] key"),
+    ("search.kernel_size=3", "search.kernel_size", "'mlp' does not take it (it takes width, "
+                                                   "depth, dropout, activation, param_budget)"),
+    ("search.optimizer={low=1, high=2}", "search.optimizer", "Write e.g. optimizer = { choices"),
+    ('search.schedule={choices=["cosine", "linear"]}', "search.schedule.choices",
+     "expected one of 'constant', 'step', 'cosine', 'one-cycle', given linear"),
+    ("search.batch_size={low=0, high=8}", "search.batch_size.low", "an integer in [1, inf]"),
+])
+def test_a_key_that_cannot_be_searched_is_refused_with_the_searchable_ones(
+        write_study, setting, key, message):
+    path = write_study()
+    with pytest.raises(ConfigError) as caught:
+        load_study(str(path), [setting])
+    assert caught.value.key == key and message in str(caught.value)
+    if "searchable" in caught.value.expected:
+        assert "lr, momentum, width, depth, weight_decay, dropout, batch_size, optimizer, " \
+               "schedule, activation, param_budget" in str(caught.value)
+
+
+def test_every_value_a_model_search_can_pick_is_checked_by_the_architecture(write_study):
+    error = error_for(write_study, {'architecture = "mlp"': 'architecture = "cnn"\nkernel_size = 3',
+                                    "depth = { low = 1, high = 2 }": "depth = 1\n"
+                                    "padding = { low = 0, high = 3 }"})
+    assert error.key == "search.padding" and "kernel_size = 3" in error.expected
+    assert "a search that can pick padding = 3" in str(error)
+
+
+@pytest.mark.parametrize("setting", ["search.epochs=2", "search.train.vectorize=2",
+                                     "search.learning_rate=0.1"])
+def test_the_cli_exits_2_naming_an_unsearchable_key(write_study, tmp_path, setting):
+    path = write_study()
+    done = subprocess.run([sys.executable, "-m", "hpstudy", "optimize", "--study", str(path),
+                           "--set", setting], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr
+    key = setting.split("=")[0].replace("train.", "")
+    assert f"{key}: expected one of the searchable keys lr, momentum" in done.stderr
+    assert "batch_size, optimizer, schedule" in done.stderr and "Traceback" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # nothing written

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import typing
 
 import pytest
 import torch
 
+from hpstudy.config import ModelConfig, TrainConfig
 from hpstudy.data import load
 from hpstudy.data.digits import DigitsOptions
 from hpstudy.models import MLPOptions, build_model
-from hpstudy.train import Diverged, Recipe, evaluate, fit, pick_device
+from hpstudy.train import (
+    SCHEDULES,
+    Diverged,
+    Recipe,
+    evaluate,
+    fit,
+    make_optimizer,
+    make_scheduler,
+    pick_device,
+)
 
 CPU = torch.device("cpu")
 
@@ -22,8 +34,7 @@ def digits():
 
 def train(digits, seed: int = 0, **recipe):
     torch.manual_seed(seed)
-    model = build_model("mlp", MLPOptions(), digits.input_shape, 10, digits.mean, digits.std,
-                        width=32, depth=1)
+    model = build_model(ModelConfig("mlp", MLPOptions()), digits, {"width": 32, "depth": 1})
     settings = {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "lr": 0.1,
                 "momentum": 0.9, "seed": seed} | recipe
     return model, fit(model, digits, Recipe(**settings), CPU)
@@ -70,10 +81,47 @@ def test_on_epoch_sees_every_epoch_and_can_stop_training(digits):
             raise Stop
 
     torch.manual_seed(0)
-    model = build_model("mlp", MLPOptions(), digits.input_shape, 10, digits.mean, digits.std, 8, 1)
+    model = build_model(ModelConfig("mlp", MLPOptions()), digits, {"width": 8, "depth": 1})
     with pytest.raises(Stop):
         fit(model, digits, Recipe(5, 64, "sgd", 0.1), CPU, on_epoch)
     assert seen == [1, 2]
+
+
+def learning_rates(schedule: str, epochs: int = 6, steps: int = 4) -> list[float]:
+    """The learning rate each epoch starts with, as torch's scheduler sets it."""
+    model = torch.nn.Linear(2, 2)
+    recipe = Recipe(epochs, 16, "sgd", 0.1, momentum=0.9, schedule=schedule)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe, steps)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        for _ in range(steps):
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+    return rates
+
+
+def test_each_schedule_changes_the_learning_rate_over_epochs():
+    assert learning_rates("constant") == [0.1] * 6
+    assert learning_rates("step") == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    cosine = learning_rates("cosine")
+    assert cosine[0] == 0.1 and all(a > b for a, b in itertools.pairwise(cosine))
+    cycle = learning_rates("one-cycle")
+    peak = cycle.index(max(cycle))
+    assert cycle[0] < 0.01 and 0 < peak < 5 and cycle[-1] < max(cycle) / 2  # up, then down
+    assert max(cycle) <= 0.1
+
+
+def test_the_schedules_are_those_a_study_file_may_name():
+    assert typing.get_args(typing.get_type_hints(TrainConfig)["schedule"]) == SCHEDULES
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_training_with_every_schedule_learns(digits, schedule):
+    _, history = train(digits, schedule=schedule, epochs=4)
+    assert history[-1].val_acc > 0.8
 
 
 def test_auto_device_is_cuda_only_when_there_is_one():

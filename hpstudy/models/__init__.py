@@ -1,5 +1,8 @@
 """Architectures, each built from `width` and `depth`; `MODELS` is where their meaning lives.
 
+An architecture takes the [model] keys of its options dataclass and those of width,
+depth and dropout it `uses`; all of them may be searched (`Architecture.takes`).
+
 Every model starts with `Normalize`, so it takes inputs as the dataset stores them
 (uint8 images, or float features) and a logged model needs no preprocessing outside it.
 
@@ -10,23 +13,27 @@ checks read it, and torch is imported only when a model is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hpstudy.models.bn_cnn import BNCNNOptions, bn_cnn
 from hpstudy.models.cnn import CNNOptions, cnn
 from hpstudy.models.lenet5 import LeNet5Options, lenet5
 from hpstudy.models.mlp import LinearOptions, MLPOptions, linear, mlp, mlp_derives
+from hpstudy.space import PARAMS
 
 if TYPE_CHECKING:
     from torch import nn
 
     from hpstudy.models.layers import Normalize
 
-__all__ = ["MODELS", "Architecture", "BNCNNOptions", "CNNOptions", "LeNet5Options",
-           "LinearOptions", "MLPOptions", "Normalize", "build_model", "count_parameters",
-           "first_layer"]
+__all__ = ["MODELS", "SHAPE_KEYS", "Architecture", "BNCNNOptions", "CNNOptions", "DataShape",
+           "DataSpec", "LeNet5Options", "LinearOptions", "MLPOptions", "ModelSpec", "Normalize",
+           "build_model", "count_parameters", "first_layer"]
+
+SHAPE_KEYS = ("width", "depth", "dropout")  # searched in [search] for every architecture using them
 
 
 def _derives_nothing(options: Any) -> dict[str, str]:
@@ -44,6 +51,42 @@ class Architecture:
     depth: str  # what depth means
     # which of width, depth, dropout the options set instead (so they must not be searched)
     derives: Callable[[Any], dict[str, str]] = field(default=_derives_nothing)
+
+    def option_keys(self) -> tuple[str, ...]:
+        """The [model] keys beside `architecture`, in the order its options declare them."""
+        return tuple(f.name for f in dataclasses.fields(self.options) if f.init)
+
+    def takes(self) -> tuple[str, ...]:
+        """Every model key it takes: the shape keys it uses, then its options."""
+        return tuple(k for k in SHAPE_KEYS if k in self.uses) + self.option_keys()
+
+
+class ModelSpec(Protocol):
+    """What build_model needs of a [model] table (a `config.ModelConfig` is one)."""
+
+    architecture: str
+    options: Any  # the architecture's options dataclass
+
+
+class DataSpec(Protocol):
+    """What build_model needs of the data (a `data.Dataset` is one)."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def num_outputs(self) -> int: ...
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """A DataSpec without data: shapes and statistics only."""
+
+    input_shape: tuple[int, ...]  # one input, e.g. (1, 8, 8)
+    num_outputs: int  # classes, or regression targets
+    mean: tuple[float, ...] = (0.0,)  # per channel (or feature) of the training inputs
+    std: tuple[float, ...] = (1.0,)
 
 
 MODELS: dict[str, Architecture] = {
@@ -68,16 +111,41 @@ MODELS: dict[str, Architecture] = {
 }
 
 
-def build_model(architecture: str, options: object, input_shape: Sequence[int], outputs: int,
-                mean: Sequence[float], std: Sequence[float], width: int, depth: int,
-                dropout: float = 0.0) -> nn.Sequential:
-    """The network `architecture` behind a `Normalize` layer for the dataset's statistics."""
+def build_model(model: ModelSpec | str, data: DataSpec | Any,
+                params: Mapping[str, Any] | Any = None, *old: Any, **old_named: Any
+                ) -> nn.Sequential:
+    """The network `model` behind a `Normalize` layer, shaped for `data`, set by `params`.
+
+    `params` are a trial's values (width, depth, dropout and any searched [model] key,
+    which replaces the study's); what it leaves out takes its default.
+    """
     from torch import nn
 
     from hpstudy.models.layers import Normalize
 
-    body = MODELS[architecture].build(input_shape, outputs, width, depth, dropout, options)
-    return nn.Sequential(Normalize(mean, std, input_shape), *body)
+    if isinstance(model, str):  # the old positional form (architecture, options, input_shape,
+        return _build_positional(model, data, params, *old, **old_named)  # outputs, mean, ...)
+    arch, params = MODELS[model.architecture], params or {}
+    options = dataclasses.replace(model.options, **{k: params[k] for k in arch.option_keys()
+                                                    if k in params})
+    width, depth, dropout = (params.get(k, PARAMS[k].default) for k in SHAPE_KEYS)
+    body = arch.build(data.input_shape, data.num_outputs, width, depth, dropout, options)
+    return nn.Sequential(Normalize(data.mean, data.std, data.input_shape), *body)
+
+
+def _build_positional(architecture: str, options: object, input_shape: Sequence[int],
+                      outputs: int, mean: Sequence[float], std: Sequence[float], width: int,
+                      depth: int, dropout: float = 0.0) -> nn.Sequential:
+    """build_model's old nine-argument form, kept until runner.check_model_fits moves."""
+    spec = DataShape(tuple(input_shape), outputs, tuple(mean), tuple(std))
+    return build_model(_Model(architecture, options), spec,
+                       {"width": width, "depth": depth, "dropout": dropout})
+
+
+@dataclass(frozen=True)
+class _Model:
+    architecture: str
+    options: Any
 
 
 def first_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:
