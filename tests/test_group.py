@@ -72,7 +72,28 @@ def test_a_group_computes_what_separate_trials_compute(write_study, stores, monk
     (['model.architecture="cnn"'], "1 for 'cnn'"),
     (["search.dropout=0.5"], "1 with dropout"),
     (["train.vectorize=0"], "an integer >= 1"),
+    (['search.optimizer={choices=["sgd", "rmsprop"]}'], "1 with adam or rmsprop"),
+    (['train.schedule="cosine"'], "1 with a learning-rate schedule"),
+    (['search.schedule={choices=["constant", "step"]}'], "1 with a learning-rate schedule"),
 ])
 def test_what_cannot_be_vectorised_is_refused_with_the_fix(write_study, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_study(str(write_study()), ["train.vectorize=4", *overrides])
+
+
+def test_a_group_shares_every_searched_key_but_lr_momentum_and_weight_decay(write_study, stores):
+    config = load_study(str(write_study()), ["train.vectorize=3", "train.epochs=1",
+                                             "search.batch_size={choices=[16, 32, 64, 128]}",
+                                             'search.activation={choices=["relu", "tanh"]}'])
+    tracker = Tracker(stores.tracking_uri, config.name)
+    objective = Objective(config, load_data(config), tracker, tracker.start_run("parent"),
+                          torch.device("cpu"))
+    told = group.run_group(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)),
+                           objective, 3)
+    assert [t.state for t in told] == [TrialState.COMPLETE] * 3
+    shared = {k: told[0].params[k] for k in ("width", "depth", "batch_size", "activation")}
+    for trial in told:
+        assert {k: trial.params[k] for k in shared} == shared
+        params = tracker.client.get_run(TrialRecord.of(trial).run_id).data.params
+        assert params["batch_size"] == str(shared["batch_size"]) and params["vectorized"] == "3"
+    assert len({t.params["lr"] for t in told}) == 3

@@ -5,9 +5,17 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+from conftest import run_study
 
 from hpstudy.config import load_study
-from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG, Objective
+from hpstudy.objective import (
+    CURVES_PNG,
+    WEIGHTS_PNG,
+    Objective,
+    build_network,
+    hyperparameters,
+    recipe,
+)
 from hpstudy.record import REASON_TAG, STATE_TAG, TrialRecord
 from hpstudy.runner import load_data
 from hpstudy.tracking import Tracker
@@ -100,3 +108,25 @@ def test_a_crash_inside_training_fails_its_run_and_reaches_the_caller(setup):
         study.optimize(objective, n_trials=1)
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert run_of(tracker, study.trials[0]).info.status == "FAILED"
+
+
+def test_searched_train_and_model_keys_reach_training_and_the_trial_run(write_study, stores):
+    searched = {"batch_size": "{choices=[32, 128]}", "optimizer": '{choices=["sgd", "adam"]}',
+                "schedule": '{choices=["cosine", "one-cycle"]}',
+                "activation": '{choices=["relu", "tanh"]}'}
+    config = load_study(str(write_study()), ["train.epochs=2", "sampler.name=random",
+                                             *(f"search.{k}={v}" for k, v in searched.items())])
+    outcome = run_study(config, stores, trials=3, device="cpu")
+    tracker = Tracker(stores.tracking_uri, config.name)
+    data = load_data(config)
+    for trial in outcome.study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        params = run_of(tracker, trial).data.params
+        assert {k: params[k] for k in searched} == {k: str(trial.params[k]) for k in searched}
+        assert params["epochs"] == "2" and "model.activation" not in params
+        hp = hyperparameters(config, trial.params)
+        how = recipe(config, hp)
+        assert (how.batch_size, how.optimizer, how.schedule) == tuple(
+            trial.params[k] for k in ("batch_size", "optimizer", "schedule"))
+        tanh = any(isinstance(m, torch.nn.Tanh) for m in build_network(config, data, hp).modules())
+        assert tanh == (trial.params["activation"] == "tanh")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from hpstudy.errors import ConfigError
-from hpstudy.space import on_edge, parse_param, parse_search
+from hpstudy.space import ParamRule, on_edge, parse_param, parse_search, rule_for
 
 
 def test_a_number_fixes_a_value():
@@ -50,3 +52,33 @@ def test_best_values_at_the_edge_are_flagged():
     width = parse_param("width", {"choices": [8, 16, 32]})
     assert on_edge(width, 32) and not on_edge(width, 16)
     assert not on_edge(parse_param("momentum", 0.9), 0.9)  # fixed values are never flagged
+
+
+WORDS = ParamRule(str, words=("sgd", "adam", "rmsprop"), meaning="the optimizer")
+
+
+def test_choices_may_be_words_of_a_rule():
+    optimizer = parse_param("optimizer", {"choices": ["sgd", "adam"]}, WORDS)
+    assert optimizer.searched and optimizer.choices == ("sgd", "adam") and optimizer.kind is str
+    assert parse_param("optimizer", "adam", WORDS).value == "adam"
+    with pytest.raises(ConfigError, match="one of 'sgd', 'adam', 'rmsprop', given adagrad"):
+        parse_param("optimizer", {"choices": ["sgd", "adagrad"]}, WORDS)
+    with pytest.raises(ConfigError, match="given a range"):
+        parse_param("optimizer", {"low": 0, "high": 1}, WORDS)
+    assert not on_edge(parse_param("optimizer", {"choices": ["sgd", "adam", "rmsprop"]}, WORDS),
+                       "sgd")  # words have no edge
+
+
+def test_rules_come_from_type_hints():
+    assert rule_for(Literal["relu", "tanh"]).words == ("relu", "tanh")
+    assert rule_for(int | None).kind is int
+
+
+def test_an_unknown_key_lists_the_searchable_ones_and_says_why_not():
+    with pytest.raises(ConfigError, match=r"searchable keys lr, .*, optimizer.*'epochs' \(a key "
+                                          r"that cannot be searched\)\. Set train\.epochs"):
+        parse_search({"lr": 0.1, "epochs": 3}, {"optimizer": WORDS},
+                     {"epochs": "Set train.epochs."})
+    with pytest.raises(ConfigError, match=r"'optimiser' \(an unknown key\)\. Did you mean "
+                                          r"'optimizer'\?"):
+        parse_search({"lr": 0.1, "optimiser": "sgd"}, {"optimizer": WORDS})
