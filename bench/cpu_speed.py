@@ -173,8 +173,7 @@ def peer_space(name: str, config: StudyConfig) -> Space:
 
 def network(config: StudyConfig, data: Dataset, width: int, depth: int) -> torch.nn.Module:
     """The trial's network, built by hpstudy for both sides: the same work per step."""
-    return build_model(config.model.architecture, config.model.options, data.input_shape,
-                       data.num_outputs, data.mean, data.std, width, depth)
+    return build_model(config.model, data, {"width": width, "depth": depth})
 
 
 def peer_setup(config: StudyConfig, data: Dataset, pip_requirements: list[str] | None

@@ -39,7 +39,7 @@ from torchvision import datasets, transforms
 
 from hpstudy.config import BUNDLED_STUDIES_DIR, load_study
 from hpstudy.data import load as load_dataset
-from hpstudy.models import build_model
+from hpstudy.models import DataShape, build_model
 from hpstudy.record import ATTR
 from hpstudy.runner import Stores, optimize, plan
 from hpstudy.tracking import quiet
@@ -53,7 +53,8 @@ STUDY_EPOCHS = 10  # epochs per trial in both studies
 def report_001_cnn(mean: tuple[float, ...], std: tuple[float, ...]) -> torch.nn.Module:
     """The CNN of report 001, through hpstudy's own builder (as `cnn_cifar` defines it)."""
     config = load_study("cnn_cifar")
-    return build_model("cnn", config.model.options, (3, 32, 32), 10, mean, std, width=64, depth=2)
+    return build_model(config.model, DataShape((3, 32, 32), 10, mean, std),
+                       {"width": 64, "depth": 2})
 
 
 # ------------------------------------------------------------------------- the plain way

@@ -26,6 +26,7 @@ import torch
 
 from hpstudy import data as datasets
 from hpstudy.batched import Stack, train_group
+from hpstudy.config import ModelConfig
 from hpstudy.data.digits import DigitsOptions
 from hpstudy.models import MLPOptions, build_model
 from hpstudy.train import Recipe, fit
@@ -34,8 +35,7 @@ from hpstudy.train import Recipe, fit
 def network(data: datasets.Dataset, width: int, depth: int) -> torch.nn.Module:
     """The digits MLP, seeded as a trial seeds it."""
     torch.manual_seed(0)
-    return build_model("mlp", MLPOptions(), data.input_shape, data.num_outputs, data.mean,
-                       data.std, width, depth)
+    return build_model(ModelConfig("mlp", MLPOptions()), data, {"width": width, "depth": depth})
 
 
 def seconds(run) -> float:
