@@ -3,8 +3,9 @@
 With `train.vectorize = K`, the first trial of a group is sampled freely; the other K-1
 are queued with its values of every searched key but the learning rate, momentum and
 weight decay (width and depth, and a searched batch size or [model] key), and sampled
-for those three, so all K have the same network shape and see the same batches. `batched.train_group` trains them
-together (one at a time above MAX_PARAMS, where batching stops paying); each is still
+for those three, so all K have the same network shape and see the same batches.
+`batched.train_group` trains them together (one at a time above MAX_PARAMS, where
+batching stops paying); each is still
 its own Optuna trial (ask/tell), its own pruning decision, its own MLflow run, metrics,
 figures and weights, written by the same `Objective` steps as a trial trained alone.
 """
