@@ -99,6 +99,7 @@ class TrialRecord:
     fail_reason: str = ""
     weights_uri: str = ""  # the trained weights (completed trials only): runs:/RUN/weights.pt
     val_acc: float | None = None  # of the last epoch trained
+    n_params: int = 0  # trainable parameters of the trial's network
     train_seconds: float = 0.0  # training and validation, all epochs
     logging_seconds: float = 0.0  # what this trial spent writing to MLflow on the training path
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # TIMINGS, in seconds
