@@ -323,6 +323,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_trials(args: argparse.Namespace) -> int:
+    """List a study's trials (state, validation loss, parameters) without running any."""
+    config = _load(args)
+    _check_flags(args)
+    from hpstudy.overview import trial_rows
+
+    table = trial_rows(config.name, args.storage)
+    if args.csv:
+        print(table.to_csv(index=False), end="")
+        return EXIT_OK
+    shown = table.drop(columns=["run_id", "datetime_start", "datetime_complete", "fail_reason"])
+    shown.columns = [c.removeprefix("params_") for c in shown.columns]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep=""))
+    print(f"\n{len(table)} trials; --csv for every column (run ids, times, failure reasons).")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the study's HTML report: best trials, the study's plots, the champion."""
+    config = _load(args)
+    _check_flags(args)
+    from hpstudy.overview import write_report
+    from hpstudy.runner import load_data
+
+    _quiet_mlflow()
+    try:
+        data = load_data(config, args.data_dir)
+    except UserError as error:  # only the sample grid needs the data
+        print(f"hpstudy: warning: no dataset sample in the report ({error})", file=sys.stderr)
+        data = None
+    output = Path(args.output or f"{config.name}-report.html")
+    run_id = write_report(config, args.storage, args.tracking_uri, output, data)
+    print(f"Report: {output.resolve()}" + (f"\nAlso logged to run {run_id} (study/report.html)"
+                                           if run_id else ""))
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Show the studies, datasets and architectures hpstudy knows."""
     from hpstudy.config import list_studies
@@ -367,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def trials(p: argparse.ArgumentParser) -> None:
         p.add_argument("--trials", type=int, metavar="N",
-                       help="trials to run now, shared by the workers (default: the study "
-                       "file's `trials`; with --timeout alone, as many as fit)")
+                       help="trials to run now, shared by the workers; 0 only selects and "
+                       "refreshes the study's views (default: the study file's `trials`; with "
+                       "--timeout alone, as many as fit)")
         p.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="stop starting new trials after this long")
         p.add_argument("--device", default="auto",
@@ -407,6 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="only say what would change; write nothing, leave the test set alone")
     p.set_defaults(handler=cmd_select)
+
+    p = commands.add_parser("trials", help=cmd_trials.__doc__, description=cmd_trials.__doc__)
+    stores(p)
+    p.add_argument("--csv", action="store_true", help="print every column as CSV")
+    p.set_defaults(handler=cmd_trials, create=False, device="auto", jobs=1)
+
+    p = commands.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__
+                            + " One self-contained HTML file (plots inline, no network); also "
+                            "logged to the study's latest `optimize` run.")
+    stores(p)
+    p.add_argument("--output", metavar="FILE",
+                   help="where to write it (default: NAME-report.html here)")
+    p.set_defaults(handler=cmd_report, create=False, device="auto", jobs=1)
 
     def registry(p: argparse.ArgumentParser) -> None:
         p.add_argument("--study", required=True, metavar="NAME",
@@ -453,9 +504,9 @@ def _quiet_mlflow() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hpstudy` and `python -m hpstudy`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "trials", None) is not None and args.trials < 1:
-        print(f"hpstudy: error: --trials: expected an integer >= 1, given {args.trials}.",
-              file=sys.stderr)
+    if getattr(args, "trials", None) is not None and args.trials < 0:
+        print(f"hpstudy: error: --trials: expected an integer >= 0 (0: select and refresh the "
+              f"study's views only), given {args.trials}.", file=sys.stderr)
         return EXIT_USER_ERROR
     _quiet()
     interrupts.install()  # Ctrl-C and SIGTERM: between database writes, never inside one

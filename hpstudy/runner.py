@@ -24,6 +24,7 @@ from hpstudy.errors import ConfigError, NoChampion, UserError
 from hpstudy.group import optimize_grouped
 from hpstudy.models import build_model
 from hpstudy.objective import Objective, trained_network
+from hpstudy.overview import publish
 from hpstudy.record import COMMAND_TAG, STUDY_TAG, Process, TrialRecord
 from hpstudy.recovery import Repairs, reconcile, retry_interrupted
 from hpstudy.select import (
@@ -285,6 +286,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         except NoChampion as error:
             selection, reason = None, str(error)
         seconds = time.perf_counter() - started
+        failures += _publish(plan, study, tracker, run_id)
         status = FINISHED
     except KeyboardInterrupt:
         status = KILLED
@@ -295,6 +297,14 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
             reconcile(study, tracker)
     return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
                    failures, tracker.experiment_id)
+
+
+def _publish(plan: Plan, study: optuna.Study, tracker: Tracker, run_id: str) -> list[str]:
+    """The study's views, table and report on the call's parent run; what failed to write."""
+    try:
+        return publish(study, plan.config, plan.data, tracker, run_id)
+    except Exception as error:  # the trials and the champion are saved: never lose them to a plot
+        return [f"study views: {type(error).__name__}: {error}"]
 
 
 def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | None = None,

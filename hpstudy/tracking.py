@@ -36,7 +36,7 @@ from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import storage
 from hpstudy.errors import UserError
-from hpstudy.record import FIGURES_ERROR_TAG, TRIAL_TAG, EpochMetrics, Process
+from hpstudy.record import COMMAND_TAG, FIGURES_ERROR_TAG, TRIAL_TAG, EpochMetrics, Process
 
 if TYPE_CHECKING:  # torch is imported where a network is handled: the figure writer needs none
     import torch
@@ -202,6 +202,32 @@ class Tracker:
         self.client.set_tag(run_id, "model_uri", uri)  # from the run to its model
         return uri
 
+    def log_study(self, run_id: str, figures: Mapping[str, Figure], params: Mapping[str, Any],
+                  tags: Mapping[str, Any], files: Mapping[str, str]) -> list[str]:
+        """A study's views on a call's parent run: figures, params, tags and text files.
+
+        Returns the figures that could not be written (the rest are written regardless).
+        """
+        if params:
+            self.log_params(run_id, params)
+        self.set_tags(run_id, tags)
+        for filename, text in files.items():
+            self.client.log_text(run_id, text, filename)
+        failed = []
+        for filename, figure in figures.items():
+            try:
+                self.client.log_figure(run_id, figure, f"study/{filename}",
+                                       save_kwargs={"dpi": 100})
+            except Exception as error:  # a figure is never worth losing the study's other views
+                failed.append(f"{filename}: {type(error).__name__}: {error}")
+        return failed
+
+    def latest_parent_run(self, command: str) -> str | None:
+        """The most recent run of an `hpstudy COMMAND` call in this experiment, or None."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{COMMAND_TAG}` = '{command}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
+
     def end_run(self, run_id: str, status: str = FINISHED,
                 tags: Mapping[str, Any] | None = None) -> None:
         """Record the time spent logging to the run and `tags`, then end it with `status`."""
@@ -250,7 +276,8 @@ class Tracker:
         try:
             yield
         finally:
-            self.client.delete_registered_model(lock)
+            with contextlib.suppress(MlflowException):  # broken meanwhile: nothing to release
+                self.client.delete_registered_model(lock)
 
     def _break_stale_lock(self, lock: str) -> None:
         """Delete the lock if its holder is dead or it has expired."""

@@ -87,9 +87,41 @@ def test_the_module_and_the_console_script_both_run():
         assert done.returncode == 0 and "usage: hpstudy" in done.stdout
 
 
-def test_zero_trials_is_a_usage_error(write_study, stores, capsys):
-    assert cli("optimize", "--study", str(write_study()), "--trials", "0", stores=stores) == 2
-    assert "--trials: expected an integer >= 1, given 0" in capsys.readouterr().err
+def test_negative_trials_is_a_usage_error(write_study, stores, capsys):
+    assert cli("optimize", "--study", str(write_study()), "--trials", "-1", stores=stores) == 2
+    assert "--trials: expected an integer >= 0" in capsys.readouterr().err
+    assert nothing_written(stores)
+
+
+def test_trials_lists_every_trial_without_running_one(finished_study, capsys):
+    import csv
+    import io
+
+    config, stores, _, _ = finished_study
+    assert cli("trials", "--study", str(config.path), stores=stores) == 0
+    out = capsys.readouterr().out
+    assert "val_loss" in out and "momentum" in out and "5 trials" in out
+    assert cli("trials", "--study", str(config.path), "--csv", stores=stores) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(r["number"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert all(r["run_id"] and r["params_lr"] and r["outcome"] == "complete" for r in rows)
+
+
+def test_zero_trials_selects_and_refreshes_the_views_only(write_study, stores, capsys):
+    from mlflow import MlflowClient
+
+    path = str(write_study())
+    assert cli("optimize", "--study", path, "--trials", "2", stores=stores) == 0
+    assert cli("optimize", "--study", path, "--trials", "0", stores=stores) == 0
+    out = capsys.readouterr().out
+    assert "2 trials in all" in out.split("Study 'tiny'")[-1] and "Champion" in out
+    client = MlflowClient(stores.tracking_uri)
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    calls = client.search_runs([experiment], "tags.`hpstudy.command` = 'optimize'",
+                               order_by=["attributes.start_time DESC"])
+    assert len(calls) == 2
+    files = {a.path for a in client.list_artifacts(calls[0].info.run_id, "study")}
+    assert {"study/report.html", "study/trials.csv", "study/optimization_history.png"} <= files
 
 
 def test_predict_prints_a_class_per_image_file(finished_study, tmp_path, capsys):

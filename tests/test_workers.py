@@ -38,6 +38,16 @@ def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, s
     return process.returncode, out, err
 
 
+def finish_all(processes: list[subprocess.Popen], codes: list[int]) -> list[tuple[int, str, str]]:
+    """Wait for several commands; fail showing every one's whole output unless all exit `codes`."""
+    results = [finish(p) for p in processes]
+    if [code for code, _, _ in results] != codes:
+        pytest.fail(f"exit codes {[c for c, _, _ in results]} != {codes}\n" + "\n".join(
+            f"--- command {i}: exit {code}\nstdout:\n{out}\nstderr:\n{err}"
+            for i, (code, out, err) in enumerate(results)), pytrace=False)
+    return results
+
+
 def stores_in(folder: Path, name: str = "digits_mlp") -> tuple[optuna.Study, MlflowClient, str]:
     """A study, the MLflow client and the study's experiment id, from a folder's mlruns/."""
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/mlruns/optuna.db")
@@ -84,8 +94,7 @@ def test_jobs_and_simultaneous_starts_on_the_default_stores(tmp_path):
 
     starts = [hpstudy("optimize", "--study", "digits_mlp", "--trials", "3", *FAST, cwd=together)
               for _ in range(4)]
-    results = [finish(p) for p in starts]
-    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    finish_all(starts, [0, 0, 0, 0])
     study, client, experiment = stores_in(together)
     assert len(study.trials) == 12
     assert len({t.number for t in study.trials}) == 12
@@ -169,8 +178,7 @@ def test_four_concurrent_selects_register_once(tmp_path):
                                     "--set", "max_val_loss=0.0001", cwd=tmp_path))
     assert code == 3 and "No champion" in out, err  # nothing qualified: nothing registered
     selects = [hpstudy("select", "--study", "digits_mlp", *FAST, cwd=tmp_path) for _ in range(4)]
-    results = [finish(p) for p in selects]
-    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    results = finish_all(selects, [0, 0, 0, 0])
     _, client, _ = stores_in(tmp_path)
     assert len(client.search_model_versions("name = 'digits_mlp'")) == 1
     assert all("version 1" in out for _, out, _ in results)
@@ -209,8 +217,7 @@ def test_many_machines_on_postgresql_and_an_mlflow_server(tmp_path):
                 machine.mkdir()
                 calls.append(hpstudy("optimize", "--study", "digits_mlp", "--trials", "30",
                                      "--jobs", "2", *FAST, *stores, cwd=machine))
-            results = [finish(p) for p in calls]
-            assert [code for code, _, _ in results] == [0, 0], [e for _, _, e in results]
+            finish_all(calls, [0, 0])
             study = optuna.load_study(study_name="digits_mlp", storage=optuna_url)
             assert sorted(t.number for t in study.trials) == list(range(60))
             client = MlflowClient(server)
