@@ -9,9 +9,11 @@ trial it picks.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial
@@ -43,6 +45,8 @@ from hpstudy.writer import Writer
 
 CURVES_PNG = "curves.png"  # loss and accuracy per epoch
 WEIGHTS_PNG = "first_layer.png"  # the first layer's filters or unit weights
+CONFUSION_PNG = "confusion_matrix.png"  # validation set, classification only
+SUMMARY_TXT = "model_summary.txt"  # layers, output shapes, parameter counts
 METRICS_EVERY = 5.0  # seconds between a trial's metric writes (and at its end)
 
 
@@ -187,6 +191,27 @@ class Objective:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def pictures(self, trial: optuna.Trial, state: str, history: list[EpochMetrics],
+                 model: torch.nn.Module | None) -> tuple[tuple, tuple]:
+        """What the writer draws for a trial, from arrays it is sent: (file, draw, args)
+        figures, and (file, text) files. Curves for any trial that trained an epoch; the
+        first layer, the validation confusion matrix and the model summary once it has a
+        model; the task's own view (xor, functions) where there is one."""
+        if not history:
+            return (), ()
+        title = plots.trial_title(self.config.name, trial.number, state, trial.params)
+        figures: list[tuple] = [(CURVES_PNG, plots.curves, (history, title))]
+        if model is None:
+            return tuple(figures), ()
+        data = self.data
+        weights, conv, is_output = plots.first_layer_array(model)
+        figures.append((WEIGHTS_PNG, plots.layer_weights, (
+            weights, conv, data.input_shape, title, data.classes if is_output else ())))
+        if data.classes and math.isfinite(history[-1].val_loss):
+            figures.append((CONFUSION_PNG, plots.confusion,
+                            (confusion_matrix(model, data), data.classes, title)))
+        return tuple(figures), ((SUMMARY_TXT, plots.model_summary(model, data.input_shape)),)
+
     def end(self, trial: optuna.Trial, record: TrialRecord, state: str, reason: str,
              log: EpochLog, model: torch.nn.Module | None) -> TrialRecord:
         """Write what is left of the trial, keep its record in Optuna, and end its run.
@@ -202,13 +227,9 @@ class Objective:
             weights_uri = self.tracker.log_weights(run_id, model)
             log.timings["model"] = time.perf_counter() - started
         started = time.perf_counter()
-        title = f"{self.config.name}: trial {trial.number}"
-        figures = (((CURVES_PNG, plots.curves, (history, title)),) if history else ()) + (
-            ((WEIGHTS_PNG, plots.layer_weights, (*plots.first_layer_array(model),
-                                                 self.data.input_shape, title)),)
-            if history and model is not None else ())
+        figures, texts = self.pictures(trial, state, history, model)
         job = RunEnd(self.tracker.uri, run_id, RUN_STATUS[state],
-                     {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures)
+                     {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures, texts)
         log.timings["figures"] = time.perf_counter() - started
         record = record.but(
             state=state, fail_reason=reason, weights_uri=weights_uri,
@@ -252,3 +273,19 @@ class EpochLog:
             self._unwritten = []
         self._written_at = time.perf_counter()
         self.timings["metrics"] += self._written_at - started
+
+
+def confusion_matrix(model: torch.nn.Module, data: Dataset) -> np.ndarray:
+    """Counts of (true, predicted) classes on the validation split (scikit-learn's)."""
+    from sklearn.metrics import confusion_matrix as counts
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = torch.cat([model(x).argmax(1) for x in data.val.x.split(EVAL_BATCH)])
+    model.train(was_training)
+    return counts(data.val.y.cpu().numpy(), predicted.cpu().numpy(),
+                  labels=range(len(data.classes)))
+
+
+EVAL_BATCH = 4096  # validation examples per forward pass of the confusion matrix

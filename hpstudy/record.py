@@ -9,6 +9,7 @@ without waiting for the heartbeat's grace period.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class EpochMetrics:
     val_acc: float
     seconds: float  # wall time of the epoch, validation included
     val_seconds: float = 0.0  # of which validation (on CUDA: until its kernels are queued)
+    grad_norm: float = math.nan  # mean L2 norm of the whole gradient over the epoch's steps
 
 
 @dataclass(frozen=True)

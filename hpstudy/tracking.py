@@ -135,9 +135,9 @@ class Tracker:
         for metrics in history:
             values = {"train_loss": metrics.train_loss, "train_acc": metrics.train_acc,
                       "val_loss": metrics.val_loss, "val_acc": metrics.val_acc,
-                      "epoch_seconds": metrics.seconds}
+                      "epoch_seconds": metrics.seconds, "grad_norm": metrics.grad_norm}
             batch += [Metric(k, v, now, metrics.epoch) for k, v in values.items()
-                      if not (k.endswith("_acc") and math.isnan(v))]  # regression: no accuracy
+                      if not (k in ("train_acc", "val_acc", "grad_norm") and math.isnan(v))]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
@@ -324,6 +324,7 @@ class RunEnd:
     status: str  # FINISHED, FAILED or KILLED
     tags: dict[str, str]
     figures: tuple[tuple[str, Callable[..., Figure], tuple], ...] = ()  # (file, draw, args)
+    texts: tuple[tuple[str, str], ...] = ()  # (file, text)
 
 
 def write_run_end(job: RunEnd) -> None:
@@ -334,6 +335,8 @@ def write_run_end(job: RunEnd) -> None:
     """
     client = MlflowClient(job.tracking_uri)
     error = ""
+    for filename, text in job.texts:
+        client.log_text(job.run_id, text, filename)
     for filename, draw, args in job.figures:
         try:
             client.log_figure(job.run_id, draw(*args), filename, save_kwargs={"dpi": 100})

@@ -138,11 +138,15 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
         started = time.perf_counter()
         model.train()
         loss_sum, hits = torch.zeros((), device=device), torch.zeros((), device=device)
+        grad_sum = torch.zeros((), device=device)
         permutation = torch.randperm(len(train), device=device, generator=order)
-        for batch in permutation.split(recipe.batch_size):
+        batches = permutation.split(recipe.batch_size)
+        for batch in batches:
             loss, batch_hits = loss_and_hits(model(train.x[batch]), train.y[batch])
             optimizer.zero_grad(set_to_none=True)
             (loss / len(batch)).backward()
+            grad_sum = grad_sum + torch.nn.utils.get_total_norm(
+                [p.grad for p in model.parameters() if p.grad is not None])
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -150,13 +154,14 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
         model.eval()
         validating = time.perf_counter()
         val_loss, val_acc = evaluate_lazy(model, val)
-        numbers = torch.stack([loss_sum / len(train), hits / len(train), val_loss, val_acc])
-        train_loss, train_acc, val_loss_f, val_acc_f = numbers.tolist()  # the epoch's one sync
+        numbers = torch.stack([loss_sum / len(train), hits / len(train), val_loss, val_acc,
+                               grad_sum / len(batches)])
+        train_loss, train_acc, val_loss_f, val_acc_f, grad_norm = numbers.tolist()  # one sync
         if not classify:
             train_acc = val_acc_f = math.nan
         now = time.perf_counter()
         history.append(EpochMetrics(epoch, train_loss, train_acc, val_loss_f, val_acc_f,
-                                    now - started, now - validating))
+                                    now - started, now - validating, grad_norm))
         if not (math.isfinite(train_loss) and math.isfinite(val_loss_f)):
             raise Diverged(history)
         if on_epoch is not None:

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from hpstudy.config import load_study
 from hpstudy.errors import ConfigError
-from hpstudy.objective import CURVES_PNG, WEIGHTS_PNG
+from hpstudy.objective import CONFUSION_PNG, CURVES_PNG, SUMMARY_TXT, WEIGHTS_PNG
 from hpstudy.record import ATTEMPT_TAG, STATE_TAG, TRIAL_TAG, TrialRecord
 from hpstudy.runner import load_data
 
@@ -35,7 +35,7 @@ def test_one_parent_run_per_call_and_one_child_per_trial(finished_study):
     assert all(r.info.status == "FINISHED" for r in all_runs)
 
 
-def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_study):
+def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_study, tmp_path):
     config, stores, _, second = finished_study
     client, all_runs = runs(stores, config)
     trials = {t.number: t for t in second.study.trials}
@@ -48,7 +48,7 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
                      "weight_decay", "dropout", "n_params"):  # and the fixed ones
             assert name in params
         assert params["device"] == "cpu"
-        for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == [1, 2, 3], metric  # one value per epoch, step = epoch
         assert run.data.metrics["val_loss"] == trial.value
@@ -57,7 +57,10 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
         assert run.data.tags[STATE_TAG] == "complete" and run.data.tags[ATTEMPT_TAG] == "1"
         assert run.data.tags[TRIAL_TAG] == str(trial.number) == run.data.params["trial"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {CURVES_PNG, WEIGHTS_PNG} <= artifacts
+        assert {CURVES_PNG, WEIGHTS_PNG, CONFUSION_PNG, SUMMARY_TXT} <= artifacts
+        for name in (CURVES_PNG, WEIGHTS_PNG, CONFUSION_PNG):  # valid PNGs of sensible size
+            png = Path(client.download_artifacts(run.info.run_id, name, str(tmp_path)))
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert record.weights_uri == f"runs:/{run.info.run_id}/weights.pt"
         assert "weights.pt" in artifacts
         assert set(record.timings) == {"train", "validate", "metrics", "model", "figures"}
@@ -102,3 +105,26 @@ def test_a_timeout_alone_runs_as_many_trials_as_fit(write_study, stores):
     config = load_study(str(write_study()))
     assert plan(config, stores, timeout=5).trials is None  # not the study file's 3
     assert plan(config, stores).trials == 3 and plan(config, stores, trials=7).trials == 7
+
+
+def test_each_call_leaves_the_study_views_table_and_report_on_its_parent_run(finished_study,
+                                                                            tmp_path):
+    import csv
+
+    _, stores, _, second = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    run = client.get_run(second.run_id)
+    files = {a.path for a in client.list_artifacts(second.run_id, "study")}
+    for name in ("optimization_history", "intermediate_values", "parallel_coordinate",
+                 "param_importances", "slice", "lr_momentum", "size_accuracy", "samples"):
+        path = Path(client.download_artifacts(second.run_id, f"study/{name}.png", str(tmp_path)))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert {"study/trials.csv", "study/report.html"} <= files
+    table = Path(client.download_artifacts(second.run_id, "study/trials.csv", str(tmp_path)))
+    assert len(list(csv.DictReader(table.open()))) == 5
+    page = Path(client.download_artifacts(second.run_id, "study/report.html", str(tmp_path)))
+    assert page.read_text().count("data:image/png;base64,") >= 7
+    best = second.study.best_trial
+    assert run.data.params["best.trial"] == str(best.number)
+    assert all(run.data.params[f"best.{k}"] == str(v) for k, v in best.params.items())
+    assert "hpstudy.edge_warning" in run.data.tags
