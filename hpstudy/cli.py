@@ -288,7 +288,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
-    from hpstudy.tracking import registered_version, serve_command
+    from hpstudy.tracking import model_folder, registered_version, serve_command
 
     _quiet_mlflow()
     name = Path(args.study).stem
@@ -296,7 +296,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if registered_version(args.tracking_uri, name, args.alias) is None:
         raise UserError(f"no model {uri} in {args.tracking_uri}: run `hpstudy optimize --study "
                         f"{name}` first (or pass the --tracking-uri it used).")
-    command = serve_command(uri, args.host, args.port)
+    command = serve_command(str(model_folder(uri, args.tracking_uri)), args.host, args.port)
     print(f"Serving {uri} at http://{args.host}:{args.port}/invocations (Ctrl-C stops)",
           flush=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri,  # mlflow runs `uvicorn`:

@@ -89,8 +89,7 @@ def check_model_fits(config: StudyConfig, data: datasets.Dataset) -> None:
     """
     def build(width: int, depth: int) -> None:
         with torch.device("meta"):
-            build_model(config.model.architecture, config.model.options, data.input_shape,
-                        data.num_outputs, data.mean, data.std, width, depth)
+            build_model(config.model, data, {"width": width, "depth": depth})
 
     (low, high), path = config.search["depth"].extremes(), str(config.path)
     for width in config.search["width"].extremes():

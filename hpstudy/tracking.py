@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
 import numpy as np
@@ -403,23 +404,56 @@ def registered_version(tracking_uri: str, name: str, alias: str) -> ModelVersion
 
 
 def _resolve(uri: str, tracking_uri: str) -> str:
-    """A registered model's URI (models:/NAME@ALIAS or models:/NAME/VERSION) as its source."""
-    if not uri.startswith("models:/"):
-        return uri
+    """A registered (models:/NAME@ALIAS, models:/NAME/VERSION) or logged (runs:/RUN/PATH)
+    artifact's stored location, re-rooted if its sqlite store was moved (`rerooted`)."""
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    name, sep, alias = uri.removeprefix("models:/").partition("@")
-    if sep:
-        return client.get_model_version_by_alias(name, alias).source
-    name, _, version = name.rpartition("/")
-    return client.get_model_version_download_uri(name, version)
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        uri = f"{client.get_run(run_id).info.artifact_uri}/{path}"
+    elif uri.startswith("models:/"):
+        name, sep, alias = uri.removeprefix("models:/").partition("@")
+        if sep:
+            uri = client.get_model_version_by_alias(name, alias).source
+        else:
+            name, _, version = name.rpartition("/")
+            uri = client.get_model_version_download_uri(name, version)
+    return rerooted(uri, tracking_uri)
+
+
+def rerooted(uri: str, tracking_uri: str) -> str:
+    """A local artifact location of a sqlite store that was copied or mounted elsewhere.
+
+    MLflow stores artifact locations as absolute paths. The artifacts of a sqlite store
+    live beside it (`storage.artifact_location`), so a path that no longer exists is found
+    again under the store's folder as it is now: `<old root>/artifacts/EXPERIMENT/...` ->
+    `<folder of mlflow.db>/artifacts/EXPERIMENT/...`.
+    """
+    database = storage.sqlite_file(tracking_uri)
+    if database is None or not uri.startswith("file:"):
+        return uri
+    path = Path(unquote(urlparse(uri).path))
+    if path.exists():
+        return uri
+    parts = path.parts
+    for i in (i for i, part in enumerate(parts) if part == "artifacts"):  # the store's own?
+        moved = database.parent.joinpath("artifacts", *parts[i + 1:])
+        if moved.exists():
+            return moved.resolve().as_uri()
+    return uri
 
 
 def _download(what: str, uri: str, tracking_uri: str) -> Path:
-    """The local folder of a logged (runs:/) or registered (models:/) model; errors as UserError."""
+    """The local path of a logged (runs:/) or registered (models:/) artifact; errors as UserError.
+
+    Local artifacts are used where they are (no copy); remote ones are downloaded.
+    """
     _require_store(tracking_uri)
     try:
-        return Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=_resolve(uri, tracking_uri), tracking_uri=tracking_uri))
+        location = _resolve(uri, tracking_uri)
+        if location.startswith("file:") and Path(unquote(urlparse(location).path)).exists():
+            return Path(unquote(urlparse(location).path))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=location,
+                                                        tracking_uri=tracking_uri))
     except (MlflowException, OSError) as error:
         message = getattr(error, "message", str(error))
         raise UserError(f"cannot load {what} {uri} from {tracking_uri}: {message}") from None
@@ -438,6 +472,11 @@ def load_network(model_uri: str, tracking_uri: str) -> torch.nn.Module:
 
     folder = _download("the network of", model_uri, tracking_uri)  # the model's folder: small
     return torch.export.load(folder / "artifacts" / NETWORK_FILE).module()
+
+
+def model_folder(model_uri: str, tracking_uri: str) -> Path:
+    """The local folder of a logged or registered model (what `mlflow models serve -m` takes)."""
+    return _download("the model", model_uri, tracking_uri)
 
 
 def load_predictor(model_uri: str, tracking_uri: str) -> mlflow.pyfunc.PyFuncModel:

@@ -10,22 +10,15 @@ from hpstudy import plots
 from hpstudy.config import ModelConfig
 from hpstudy.data import load
 from hpstudy.data.digits import DigitsOptions
-from hpstudy.models import CNNOptions, MLPOptions, build_model
+from hpstudy.models import CNNOptions, DataShape, MLPOptions, build_model
 from hpstudy.train import EpochMetrics
 
 HISTORY = [EpochMetrics(e, 1 / e, 0.5 + e / 10, 1.2 / e, 0.45 + e / 10, 0.1) for e in (1, 2, 3)]
 
 
-class Shape:
-    """What build_model needs to know of a dataset."""
-
-    def __init__(self, input_shape, outputs=10):
-        self.input_shape, self.num_outputs = input_shape, outputs
-        self.mean, self.std = (0.5,) * input_shape[0], (0.2,) * input_shape[0]
-
-
 def network(architecture: str, options, input_shape, **params):
-    return build_model(ModelConfig(architecture, options), Shape(input_shape), params)
+    shape = DataShape(input_shape, 10, (0.5,) * input_shape[0], (0.2,) * input_shape[0])
+    return build_model(ModelConfig(architecture, options), shape, params)
 
 
 def test_curves_show_loss_and_accuracy_with_labels(tmp_path):

@@ -138,3 +138,51 @@ def test_bad_requests_get_a_4xx_that_says_what_was_wrong_and_the_server_goes_on(
 def test_a_wrong_content_type_is_refused(server):
     status, answer = post(server, b"a,b\n1,2", content_type="text/html")
     assert status == 415 and "content types" in answer["message"]
+
+
+def test_a_moved_store_still_predicts_and_serves_the_same_classes(tmp_path):
+    """mlruns/ copied elsewhere (the old folder gone) loads, predicts and serves as before."""
+    before, after = tmp_path / "laptop", tmp_path / "elsewhere"
+    before.mkdir()
+    quick = ["--trials", "2", "--set", "train.epochs=2", "--set", "search.depth=1"]
+    run = subprocess.run([sys.executable, "-m", "hpstudy", "optimize", "--study", "digits_mlp",
+                          *quick], cwd=before, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    data = datasets.load("digits", datasets.DATASETS["digits"].options())
+    images = []
+    for i in range(5):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(data.test.x[i, 0].numpy()).save(path)
+        images.append(str(path))
+
+    def predict(cwd) -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "hpstudy", "predict", "--study",
+                               "digits_mlp", *images], cwd=cwd, capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return [line.split()[3] for line in done.stdout.splitlines()]  # the class name
+
+    classes = predict(before)
+    before.rename(after)  # every absolute path MLflow stored now points nowhere
+    assert predict(after) == classes
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "hpstudy", "serve", "--study", "digits_mlp",
+                               "--port", str(port)], cwd=after, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert server.poll() is None, server.stdout.read().decode()[-2000:]
+        body = {"dataframe_records": [{"image": png64(data.test.x[i, 0].numpy())}
+                                      for i in range(5)]}
+        status, answer = post(f"http://127.0.0.1:{port}", body)
+        assert status == 200, answer
+        assert [row["class_name"] for row in answer["predictions"]] == classes
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hpstudy.models import MLPOptions, build_model
+from hpstudy.config import ModelConfig
+from hpstudy.models import DataShape, MLPOptions, build_model
 from hpstudy.tracking import Tracker, load_network, load_predictor
 
 
@@ -28,7 +29,8 @@ def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
     tracker = Tracker(stores.tracking_uri, "study_c")
     run_id = tracker.start_run("trial-0", params={"lr": 0.1})
     torch.manual_seed(0)
-    model = build_model("mlp", MLPOptions(), (1, 8, 8), 10, (0.3,), (0.4,), width=8, depth=1)
+    model = build_model(ModelConfig("mlp", MLPOptions()), DataShape((1, 8, 8), 10, (0.3,), (0.4,)),
+                        {"width": 8, "depth": 1})
     example = np.zeros((2, 1, 8, 8), dtype=np.uint8)
     uri = tracker.log_model(run_id, model, example, classes=[str(c) for c in range(10)])
     tracker.end_run(run_id)

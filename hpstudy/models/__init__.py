@@ -14,7 +14,7 @@ checks read it, and torch is imported only when a model is built.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -111,9 +111,8 @@ MODELS: dict[str, Architecture] = {
 }
 
 
-def build_model(model: ModelSpec | str, data: DataSpec | Any,
-                params: Mapping[str, Any] | Any = None, *old: Any, **old_named: Any
-                ) -> nn.Sequential:
+def build_model(model: ModelSpec, data: DataSpec,
+                params: Mapping[str, Any] | None = None) -> nn.Sequential:
     """The network `model` behind a `Normalize` layer, shaped for `data`, set by `params`.
 
     `params` are a trial's values (width, depth, dropout and any searched [model] key,
@@ -123,29 +122,12 @@ def build_model(model: ModelSpec | str, data: DataSpec | Any,
 
     from hpstudy.models.layers import Normalize
 
-    if isinstance(model, str):  # the old positional form (architecture, options, input_shape,
-        return _build_positional(model, data, params, *old, **old_named)  # outputs, mean, ...)
     arch, params = MODELS[model.architecture], params or {}
     options = dataclasses.replace(model.options, **{k: params[k] for k in arch.option_keys()
                                                     if k in params})
     width, depth, dropout = (params.get(k, PARAMS[k].default) for k in SHAPE_KEYS)
     body = arch.build(data.input_shape, data.num_outputs, width, depth, dropout, options)
     return nn.Sequential(Normalize(data.mean, data.std, data.input_shape), *body)
-
-
-def _build_positional(architecture: str, options: object, input_shape: Sequence[int],
-                      outputs: int, mean: Sequence[float], std: Sequence[float], width: int,
-                      depth: int, dropout: float = 0.0) -> nn.Sequential:
-    """build_model's old nine-argument form, kept until runner.check_model_fits moves."""
-    spec = DataShape(tuple(input_shape), outputs, tuple(mean), tuple(std))
-    return build_model(_Model(architecture, options), spec,
-                       {"width": width, "depth": depth, "dropout": dropout})
-
-
-@dataclass(frozen=True)
-class _Model:
-    architecture: str
-    options: Any
 
 
 def first_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:
