@@ -145,6 +145,10 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
     lines += [f"Warning: {problem}" for problem in outcome.worker_problems]
     lines += [f"Warning: a figure was not written: {failure}" for failure in
               outcome.figure_failures]
+    if outcome.cleanup and outcome.cleanup.trials:
+        lines.append(f"Storage: weights of {len(outcome.cleanup.trials)} trial(s) outside the "
+                     f"best {config.keep_models} deleted ({outcome.cleanup.freed_bytes / 1e6:.1f} "
+                     "MB freed; keep_models in the study file)")
     if outcome.stopped:
         lines.append(f"Stopped early: {outcome.stopped}")
     if outcome.selection is None:

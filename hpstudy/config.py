@@ -60,9 +60,11 @@ class TrainConfig:
     # of the epochs; cosine down to 0; one-cycle up to lr and back down
     seed: int = 0  # weight init and shuffling: the same parameters give the same result
     vectorize: int = 1  # trials of one width and depth trained together as one batched network
+    seeds: int = 1  # each trial trains seed, seed+1, ...: reports the mean, keeps the best seed
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        require(self.seeds >= 1, "seeds", "an integer >= 1 (1: one seed per trial)", self.seeds)
         require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         require(self.vectorize >= 1, "vectorize", "an integer >= 1 (1: one trial at a time)",
                 self.vectorize)
@@ -94,6 +96,7 @@ class StudyConfig:
     max_failures: int = 5  # failed trials in a row that stop an `optimize` call
     champion_floor: Literal["chance", "none"] = "chance"  # a champion beats a constant predictor
     max_val_loss: float | None = None  # and, if set, has a validation loss below this
+    keep_models: int = 3  # completed trials whose trained weights are kept: the best k (0: all)
     overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied on top of the file
 
     def searched(self) -> set[str]:
@@ -107,7 +110,8 @@ class StudyConfig:
         flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()})
         flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()
                      if k not in searched})
-        flat.update({k: v for k, v in dataclasses.asdict(self.train).items() if k not in searched})
+        flat.update({k: v for k, v in dataclasses.asdict(self.train).items() if k not in searched
+                     and not (k == "seeds" and v == 1)})  # one seed: logged as it always was
         flat.update({k: p.value for k, p in self.search.items() if not p.searched})
         return flat
 
@@ -124,6 +128,7 @@ class _TopLevel:
     max_failures: int = 5
     champion_floor: Literal["chance", "none"] = "chance"
     max_val_loss: float | None = None
+    keep_models: int = 3
     data: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -136,6 +141,9 @@ class _TopLevel:
         require(self.max_failures >= 1, "max_failures", "an integer >= 1", self.max_failures)
         require(self.max_val_loss is None or self.max_val_loss > 0, "max_val_loss",
                 "a number > 0", self.max_val_loss)
+        require(self.keep_models >= 0, "keep_models",
+                "an integer >= 0 (the best k trials keep their weights; 0 keeps every one)",
+                self.keep_models)
         for section in ("data", "model", "train", "search"):
             require(bool(getattr(self, section)), section, f"a [{section}] table", "nothing",
                     f"Add a [{section}] table.")
@@ -249,7 +257,8 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
         name=path.stem, path=path, description=top.description, trials=top.trials,
         metric=top.metric, data=data, model=model, train=train,
         search=search, sampler=sampler, pruner=pruner, max_failures=top.max_failures,
-        champion_floor=top.champion_floor, max_val_loss=top.max_val_loss)
+        champion_floor=top.champion_floor, max_val_loss=top.max_val_loss,
+        keep_models=top.keep_models)
 
 
 # ------------------------------------------------------------------ the open search space
@@ -259,7 +268,8 @@ TRAIN_MEANING = {"batch_size": "examples per optimizer step", "optimizer": "the 
                  "schedule": "the learning rate over training"}
 SHARED = {"epochs": "every trial trains as many epochs (the pruner counts them)",
           "seed": "every trial starts from the same seed (same parameters, same result)",
-          "vectorize": "it says how trials are trained, not how they differ"}
+          "vectorize": "it says how trials are trained, not how they differ",
+          "seeds": "every trial is trained over as many seeds (it says how a trial is measured)"}
 
 
 def searchable(architecture: str) -> dict[str, ParamRule]:
@@ -334,6 +344,9 @@ def _check_vectorize(architecture: str, train: TrainConfig, search: dict[str, Pa
     """A ConfigError unless `train.vectorize` can apply: SGD at a constant learning rate, a
     fully connected net, no dropout. A group shares every other searched key (group.py)."""
     fix = "Set train.vectorize = 1, or"
+    require(train.seeds == 1, "train.vectorize", f"1 with train.seeds = {train.seeds} (a "
+            "vectorised group trains one seed per trial)", train.vectorize,
+            f"{fix} set train.seeds = 1.")
     require(architecture in VECTORIZED, "train.vectorize", f"1 for '{architecture}' (vectorised "
             f"trials need {' or '.join(VECTORIZED)})", train.vectorize,
             f"{fix} use a fully connected architecture.")

@@ -28,6 +28,7 @@ from hpstudy.overview import publish
 from hpstudy.record import COMMAND_TAG, STUDY_TAG, Process, TrialRecord
 from hpstudy.recovery import Repairs, reconcile, retry_interrupted
 from hpstudy.select import (
+    Cleanup,
     Decision,
     Floor,
     NetworkOf,
@@ -35,6 +36,7 @@ from hpstudy.select import (
     best_trial,
     decide,
     floor,
+    keep_best_models,
     select,
 )
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
@@ -69,6 +71,7 @@ class Outcome:
     selection_seconds: float = 0.0  # choosing, testing, packaging and registering
     figure_failures: list[str] = field(default_factory=list)  # the writer's failures
     experiment_id: str = ""  # the study's MLflow experiment
+    cleanup: Cleanup | None = None  # weights deleted by the storage budget (`keep_models`)
 
 
 def load_data(config: StudyConfig, data_dir: str | None = None) -> datasets.Dataset:
@@ -268,7 +271,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
     first = len(study.get_trials(deepcopy=False))
     repairs = reconcile(study, tracker)
     run_id = _start_parent(plan, tracker, "optimize", first)
-    status, stopped, problems, failures = FAILED, "", [], []
+    status, stopped, problems, failures, cleanup = FAILED, "", [], [], None
     try:
         if plan.jobs == 1:
             stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
@@ -285,6 +288,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         except NoChampion as error:
             selection, reason = None, str(error)
         seconds = time.perf_counter() - started
+        cleanup = _keep_best(plan.config, study, tracker, _floor(plan))
         failures += _publish(plan, study, tracker, run_id)
         status = FINISHED
     except KeyboardInterrupt:
@@ -295,7 +299,14 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         if status != FINISHED:
             reconcile(study, tracker)
     return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
-                   failures, tracker.experiment_id)
+                   failures, tracker.experiment_id, cleanup)
+
+
+def _keep_best(config: StudyConfig, study: optuna.Study, tracker: Tracker,
+               rule: Floor) -> Cleanup:
+    """The storage budget (`keep_models`), one process at a time (the selection lock)."""
+    with tracker.registry_lock(study.study_name):
+        return keep_best_models(study, tracker, config.keep_models, rule)
 
 
 def _publish(plan: Plan, study: optuna.Study, tracker: Tracker, run_id: str) -> list[str]:
@@ -364,6 +375,7 @@ def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
     status = FAILED
     try:
         selection = select(study, data, tracker, run_id, _network_of(config, data, tracker), rule)
+        _keep_best(config, study, tracker, rule)
         status = FINISHED
     finally:
         tracker.end_run(run_id, status)

@@ -7,6 +7,7 @@ the new model is strictly better; the model it replaces keeps the alias `previou
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpstudy.data import Dataset, Split
 from hpstudy.errors import NoChampion, UserError
 from hpstudy.record import TrialRecord
-from hpstudy.tracking import Tracker, load_network
+from hpstudy.tracking import DELETED_TAG, WEIGHTS_FILE, Tracker, load_network
 from hpstudy.train import evaluate
 
 NetworkOf = Callable[[FrozenTrial], torch.nn.Module]  # a trial's trained network
@@ -183,3 +184,43 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
         tracker.set_alias(decision.name, PREVIOUS, decision.current_version)
     tracker.set_alias(decision.name, CHAMPION, version)
     return Selection(decision, version, test_loss, test_acc)
+
+
+# ------------------------------------------------------------------------------- storage budget
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What the storage budget freed: trials whose weights were deleted, and the bytes."""
+
+    trials: list[int]
+    freed_bytes: int
+
+
+def keep_best_models(study: optuna.Study, tracker: Tracker, keep: int,
+                     rule: Floor | None = None) -> Cleanup:
+    """Delete the weights of completed trials outside the best `keep` (0: keep every one).
+
+    Kept as well: selection's pick under `rule` and every trial with a registered version
+    (champion, previous). Curves, pictures and metrics always stay. A value never changes,
+    so a trial that leaves the best k never comes back: its weights are not needed again.
+    """
+    if keep == 0:
+        return Cleanup([], 0)
+    done = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if t.value is not None), key=lambda t: (t.value, t.number))
+    kept = {t.number for t in done[:keep]}
+    with contextlib.suppress(NoChampion):  # no pick: the best k alone
+        kept.add(best_trial(study, rule).number)
+    registered = tracker.registered_runs(study.study_name)
+    gone = {r.info.run_id for r in tracker.trial_runs() if DELETED_TAG in r.data.tags}
+    deleted, freed = [], 0
+    for trial in done:
+        record = TrialRecord.of(trial)
+        if (trial.number in kept or record is None or not record.weights_uri
+                or record.run_id in registered or record.run_id in gone):
+            continue
+        freed += tracker.delete_artifacts(
+            record.run_id, [WEIGHTS_FILE], f"not among the best {keep} trials (keep_models)")
+        deleted.append(trial.number)
+    return Cleanup(deleted, freed)

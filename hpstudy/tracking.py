@@ -52,6 +52,7 @@ TAG_LIMIT = 5000  # a tag value we write is cut here (MLflow takes 8000)
 LOCK_SUFFIX = ".selection-lock"  # the registered model that serialises a study's selections
 LOCK_TTL = 600  # seconds after which a selection lock is taken for abandoned
 LOCK_WAIT = 900  # seconds a selection waits for another to finish
+DELETED_TAG = "hpstudy.weights_deleted"  # why a trial's weights are gone (storage budget)
 
 
 def _timed(method: Callable) -> Callable:
@@ -163,6 +164,15 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
 
     @_timed
+    def log_series(self, run_id: str, series: Mapping[str, Sequence[tuple[int, float]]]) -> None:
+        """Metrics at several steps each, (step, value) pairs, in one write."""
+        now = get_current_time_millis()
+        batch = [Metric(name, value, now, step) for name, points in series.items()
+                 for step, value in points]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    @_timed
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Tags on a run."""
         for key, value in tags.items():
@@ -222,6 +232,20 @@ class Tracker:
             except Exception as error:  # a figure is never worth losing the study's other views
                 failed.append(f"{filename}: {type(error).__name__}: {error}")
         return failed
+
+    def delete_artifacts(self, run_id: str, paths: Sequence[str], why: str) -> int:
+        """Delete a run's artifacts at `paths` (through MLflow's artifact repository, local or
+        remote); tag the run with `why`; the bytes freed where they can be counted."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        location = rerooted(self.client.get_run(run_id).info.artifact_uri, self.uri)
+        repository = get_artifact_repository(location, tracking_uri=self.uri)
+        freed = 0
+        for path in paths:
+            freed += sum(f.file_size or 0 for f in _files(repository, path))
+            repository.delete_artifacts(path)
+        self.client.set_tag(run_id, DELETED_TAG, why)
+        return freed
 
     def latest_parent_run(self, command: str) -> str | None:
         """The most recent run of an `hpstudy COMMAND` call in this experiment, or None."""
@@ -306,6 +330,10 @@ class Tracker:
         version = self.client.create_model_version(
             name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
         return str(version.version)
+
+    def registered_runs(self, name: str) -> set[str]:
+        """The runs that hold a registered version of model `name` (none if it has none)."""
+        return {v.run_id for v in self.client.search_model_versions(f"name = '{name}'")}
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `name@alias` at `version`."""
@@ -442,6 +470,16 @@ def rerooted(uri: str, tracking_uri: str) -> str:
     return uri
 
 
+def _files(repository: Any, path: str) -> list[Any]:
+    """Every file at or under `path` in an artifact repository."""
+    found = []
+    for entry in repository.list_artifacts(os.path.dirname(path) or None):
+        if entry.path == path:
+            found += [f for e in repository.list_artifacts(path)
+                      for f in (_files(repository, e.path))] if entry.is_dir else [entry]
+    return found
+
+
 def _download(what: str, uri: str, tracking_uri: str) -> Path:
     """The local path of a logged (runs:/) or registered (models:/) artifact; errors as UserError.
 
@@ -488,3 +526,35 @@ def serve_command(model_uri: str, host: str, port: int) -> list[str]:
     """`mlflow models serve` for a model, in this Python environment."""
     return [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
             "--env-manager", "local", "--host", host, "--port", str(port)]
+
+
+# ------------------------------------------------------------------ reading a run back
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """A run read back: its params, tags, and the metrics asked for as {step: value}."""
+
+    run_id: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, dict[int, float]]
+
+
+def read_run(tracking_uri: str, run_id: str, metrics: Sequence[str] = ()) -> LoggedRun:
+    """A run's params, tags and metric histories; writes nothing; a UserError if it is gone."""
+    _require_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no MLflow run {run_id} in {tracking_uri}: pass the --tracking-uri "
+                        "the study used.") from None
+    histories = {name: {m.step: m.value for m in client.get_metric_history(run_id, name)}
+                 for name in metrics}
+    return LoggedRun(run_id, dict(run.data.params), dict(run.data.tags), histories)
+
+
+def read_text(tracking_uri: str, run_id: str, path: str) -> str:
+    """A text artifact of a run (e.g. the study file of an `optimize` call's parent run)."""
+    return _download("the file", f"runs:/{run_id}/{path}", tracking_uri).read_text()

@@ -159,3 +159,34 @@ def test_dry_run_says_what_would_change_and_writes_nothing(finished_study):
     decision = select_only(config, stores, dry_run=True)
     assert not decision.moves and decision.current_version is not None
     assert len(client.search_runs([experiment])) == runs_before
+
+
+def test_only_the_best_k_trials_keep_their_weights_and_the_champion_still_serves(write_study,
+                                                                                stores):
+    from conftest import run_study
+    from optuna.trial import TrialState
+
+    from hpstudy.config import load_study
+    from hpstudy.select import keep_best_models
+    from hpstudy.tracking import DELETED_TAG, Tracker, load_predictor
+
+    config = load_study(str(write_study()), ["keep_models=2", "trials=6"])
+    outcome = run_study(config, stores, device="cpu")
+    done = sorted((t for t in outcome.study.trials if t.state == TrialState.COMPLETE),
+                  key=lambda t: t.value)
+    assert len(done) == 6 and sorted(outcome.cleanup.trials) == sorted(
+        t.number for t in done[2:])
+    assert outcome.cleanup.freed_bytes > 0
+    client = MlflowClient(stores.tracking_uri)
+    for rank, trial in enumerate(done):
+        run_id = TrialRecord.of(trial).run_id
+        files = {a.path for a in client.list_artifacts(run_id)}
+        assert ("weights.pt" in files) == (rank < 2), (rank, files)
+        assert "curves.png" in files  # pictures always stay
+        assert (DELETED_TAG in client.get_run(run_id).data.tags) == (rank >= 2)
+    tracker = Tracker(stores.tracking_uri, config.name)
+    again = keep_best_models(outcome.study, tracker, 2)
+    assert again.trials == [] and again.freed_bytes == 0  # nothing left to delete
+    model = load_predictor(f"models:/{config.name}@champion", stores.tracking_uri)
+    image = datasets.load("digits", config.data.options).test.x[0, 0].numpy()
+    assert len(model.predict({"image": [image.tolist()]})) == 1
