@@ -193,3 +193,53 @@ def model_summary(model: nn.Module, input_shape: Sequence[int]) -> str:
     return "\n".join([f"input {list(input_shape)}",
                       f"{'':>4}  {'layer':<14} {'output shape':<16} {'parameters':>10}", *rows,
                       f"total trainable parameters: {total:,}", "", str(model), ""])
+
+
+def xor_views(seen: Sequence[tuple[int, np.ndarray, np.ndarray]], axis: np.ndarray,
+              points: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """XOR at a few epochs (report 002): the boundary over the input plane (top) and the
+    four points as the first hidden layer maps them (bottom: its first two units)."""
+    fig = Figure(figsize=(3.6 * len(seen) + 1, 6.8), layout="constrained")
+    axes = fig.subplots(2, len(seen), squeeze=False)
+    colours = np.where(labels == 1, "tab:red", "tab:blue")
+    shown = None
+    for column, (epoch, chance, hidden) in enumerate(seen):
+        top, bottom = axes[0, column], axes[1, column]
+        shown = top.contourf(axis, axis, chance, levels=np.linspace(0, 1, 11), cmap="RdBu_r",
+                             vmin=0, vmax=1)
+        top.contour(axis, axis, chance, levels=[0.5], colors="k", linewidths=1.5)
+        top.scatter(points[:, 0], points[:, 1], c=colours, edgecolors="k", s=70, zorder=3)
+        top.set(xlabel="input x1", ylabel="input x2" if column == 0 else "",
+                title=f"epoch {epoch}: boundary (P = 0.5)", aspect="equal")
+        units = hidden[:, :2] if hidden.shape[1] >= 2 else np.c_[hidden, np.zeros(len(hidden))]
+        for (u, v), label, point in zip(units, labels, points, strict=True):
+            bottom.scatter(u, v, c="tab:red" if label == 1 else "tab:blue", edgecolors="k",
+                           s=70)
+            bottom.annotate(f"({point[0]:.0f},{point[1]:.0f})", (u, v), fontsize=8,
+                            xytext=(4, 4), textcoords="offset points")
+        bottom.set(xlabel="hidden unit 1", ylabel="hidden unit 2" if column == 0 else "",
+                   title=f"epoch {epoch}: the points in the hidden layer")
+        bottom.grid(alpha=0.3)
+        bottom.margins(0.25)
+    handles = [axes[1, 0].scatter([], [], c=c, edgecolors="k", label=f"class {k}")
+               for k, c in ((0, "tab:blue"), (1, "tab:red"))]
+    axes[1, -1].legend(handles=handles, fontsize=8, loc="best")
+    fig.colorbar(shown, ax=axes[0, :].tolist(), label="P(class 1)", shrink=0.9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def function_fit(x: np.ndarray, target: np.ndarray, seen: Sequence[tuple[int, np.ndarray]],
+                 train: tuple[np.ndarray, np.ndarray], title: str) -> Figure:
+    """A 1-D regression at a few epochs (report 003): prediction against the target."""
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(train[0][:, 0], train[1][:, 0], s=4, c="0.75", label="training points")
+    ax.plot(x[:, 0], target[:, 0], "k-", linewidth=2, label="target")
+    for epoch, prediction in seen:
+        ax.plot(x[:, 0], prediction[:, 0], "-", label=f"prediction after epoch {epoch}")
+    ax.set(xlabel="input x", ylabel="output y", title=f"{title}\nprediction against target")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
