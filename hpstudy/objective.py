@@ -9,8 +9,11 @@ trial it picks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,15 @@ from hpstudy.record import (
 )
 from hpstudy.space import Param, Value
 from hpstudy.tracking import RunEnd, Tracker, load_weights, write_run_end
-from hpstudy.train import Diverged, EpochMetrics, Recipe, describe_device, fit
+from hpstudy.train import (
+    Diverged,
+    EpochMetrics,
+    Recipe,
+    describe_device,
+    fit,
+    fit_seeds,
+    mean_epoch,
+)
 from hpstudy.writer import Writer
 
 CURVES_PNG = "curves.png"  # loss and accuracy per epoch
@@ -99,6 +110,36 @@ def trained_network(config: StudyConfig, data: Dataset, trial: FrozenTrial,
     return network.eval()
 
 
+def seeded_network(config: StudyConfig, data: Dataset, hp: dict[str, Any],
+                   device: torch.device, seed: int) -> torch.nn.Module:
+    """A trial's initial network for `seed` (same seed, same weights); the process's RNG
+    left alone."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return build_network(config, data, hp)
+
+
+def train_network(config: StudyConfig, data: Dataset, hp: dict[str, Any], device: torch.device,
+                  model: torch.nn.Module, on_epoch: Callable[[EpochMetrics], None] | None = None
+                  ) -> list[EpochMetrics]:
+    """Train a one-seed trial's network as `fit` does; its history."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.train.seed)  # dropout draws: seeded, the process's untouched
+        return fit(model, data, recipe(config, hp), device, on_epoch)
+
+
+def train_seeds(config: StudyConfig, data: Dataset, hp: dict[str, Any], device: torch.device,
+                first: torch.nn.Module, on_epoch: Callable[[list[EpochMetrics]], None]
+                ) -> list[torch.nn.Module]:
+    """Train seeds train.seed, +1, ... (train.seeds of them; `first` is the first's initial
+    network) as each would train alone (`fit_seeds`); the trained networks."""
+    how = recipe(config, hp)
+    recipes = [dataclasses.replace(how, seed=how.seed + i) for i in range(config.train.seeds)]
+    models = [first] + [seeded_network(config, data, hp, device, r.seed) for r in recipes[1:]]
+    fit_seeds(models, data, recipes, device, on_epoch)
+    return models
+
+
 def recipe(config: StudyConfig, hp: dict[str, Any]) -> Recipe:
     """How a trial with hyperparameters `hp` trains (its searched [train] keys in place)."""
     train = config.train_for(hp)
@@ -140,9 +181,29 @@ class Objective:
 
     def seeded_network(self, hp: dict[str, Any]) -> torch.nn.Module:
         """The trial's initial network: seeded by the study, the process's RNG left alone."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.config.train.seed)  # same parameters, same initial weights
-            return build_network(self.config, self.data, hp)
+        return seeded_network(self.config, self.data, hp, self.device, self.config.train.seed)
+
+    def fit_seeds(self, run_id: str, hp: dict[str, Any], first: torch.nn.Module,
+                  on_epoch: Callable[[EpochMetrics], None]) -> torch.nn.Module:
+        """Train over train.seeds seeds, `on_epoch` fed their mean; the best seed's network.
+
+        Logged beside the mean: `val_loss_std` per epoch (the spread over seeds) and
+        `seed_val_loss` at step i, seed train.seed + i's validation loss at its last epoch.
+        """
+        spread: list[float] = []
+        last: list[float] = []
+
+        def each(seeds: list[EpochMetrics]) -> None:
+            spread.append(statistics.stdev(m.val_loss for m in seeds))
+            last[:] = [m.val_loss for m in seeds]
+            on_epoch(mean_epoch(seeds))
+
+        try:
+            models = train_seeds(self.config, self.data, hp, self.device, first, each)
+        finally:  # a pruned trial's spread too
+            self.tracker.log_series(run_id, {"val_loss_std": list(enumerate(spread, 1)),
+                                             "seed_val_loss": list(enumerate(last))})
+        return models[last.index(min(last))]
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train with this trial's parameters; the validation loss of the final model."""
@@ -166,10 +227,10 @@ class Objective:
             hp = hyperparameters(config, values)
             model = self.seeded_network(hp)  # inside the try: a model too large fails alone
             self.tracker.log_params(run_id, {"n_params": count_parameters(model)})
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda"
-                                       else []):  # dropout draws: seeded, the process's untouched
-                torch.manual_seed(config.train.seed)
-                fit(model, self.data, recipe(config, hp), self.device, on_epoch)
+            if config.train.seeds > 1:  # a pruned trial keeps its first seed's network
+                model = self.fit_seeds(run_id, hp, model, on_epoch)
+            else:
+                train_network(config, self.data, hp, self.device, model, on_epoch)
         except optuna.TrialPruned as pruned:
             self.end(trial, record, PRUNED, str(pruned), log, model)
             raise

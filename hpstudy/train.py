@@ -7,8 +7,9 @@ on the device and read back once per epoch (one host synchronisation per epoch).
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -127,6 +128,20 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
     `on_epoch` sees each epoch's metrics and may raise to stop training early (a pruner).
     Raises Diverged when the loss stops being finite.
     """
+    history: list[EpochMetrics] = []
+    for metrics in epochs(model, data, recipe, device):
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return history
+
+
+def epochs(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device
+           ) -> Iterator[EpochMetrics]:
+    """`fit` one epoch at a time: each `next` trains and validates one more epoch.
+
+    Nothing runs before the first `next`. Raises Diverged when the loss stops being finite.
+    """
     model.to(device)
     train, val = data.train.to(device), data.val.to(device)  # no copy if already there
     optimizer = make_optimizer(model, recipe)
@@ -164,6 +179,68 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
                                     now - started, now - validating, grad_norm))
         if not (math.isfinite(train_loss) and math.isfinite(val_loss_f)):
             raise Diverged(history)
-        if on_epoch is not None:
-            on_epoch(history[-1])
-    return history
+        yield history[-1]
+
+
+# ------------------------------------------------------------------ one configuration, N seeds
+
+
+def mean_epoch(seeds: Sequence[EpochMetrics]) -> EpochMetrics:
+    """One epoch's metrics averaged over seeds; wall times summed (the seeds ran in turn)."""
+    def mean(name: str) -> float:
+        return statistics.fmean(getattr(m, name) for m in seeds)
+
+    return EpochMetrics(seeds[0].epoch, mean("train_loss"), mean("train_acc"), mean("val_loss"),
+                        mean("val_acc"), sum(m.seconds for m in seeds),
+                        sum(m.val_seconds for m in seeds), mean("grad_norm"))
+
+
+def fit_seeds(models: Sequence[nn.Module], data: Dataset, recipes: Sequence[Recipe],
+              device: torch.device,
+              on_epoch: Callable[[list[EpochMetrics]], None] | None = None
+              ) -> list[list[EpochMetrics]]:
+    """Train one model per recipe (one configuration, one seed each), epoch by epoch in turn.
+
+    Each model draws its random numbers (dropout) from the torch RNG seeded with its
+    recipe's seed, kept apart from the others', so it computes what `fit` computes for it
+    alone after `torch.manual_seed(recipe.seed)`; the process's RNG is left as it was.
+    `on_epoch` sees every seed's metrics of an epoch once all have trained it, and may
+    raise to stop them all. Raises Diverged (with the mean over seeds of each epoch) when
+    any seed's loss stops being finite.
+    """
+    cuda = [device] if device.type == "cuda" else []
+    histories: list[list[EpochMetrics]] = [[] for _ in models]
+    with torch.random.fork_rng(devices=cuda):
+        runs, states = [], []
+        for model, recipe in zip(models, recipes, strict=True):
+            torch.manual_seed(recipe.seed)
+            runs.append(epochs(model, data, recipe, device))
+            states.append(_rng_state(cuda))
+        for _ in range(recipes[0].epochs):
+            diverged = False
+            for i, run in enumerate(runs):
+                _set_rng_state(states[i], cuda)
+                try:
+                    histories[i].append(next(run))
+                except Diverged as error:
+                    histories[i].append(error.history[-1])
+                    diverged = True
+                states[i] = _rng_state(cuda)
+            if diverged:
+                raise Diverged([mean_epoch(epoch) for epoch in zip(*histories, strict=True)])
+            if on_epoch is not None:
+                on_epoch([history[-1] for history in histories])
+    return histories
+
+
+def _rng_state(cuda: list[torch.device]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The torch RNG's state: the CPU's and, when training on CUDA, that device's."""
+    return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda]
+
+
+def _set_rng_state(state: tuple[torch.Tensor, list[torch.Tensor]],
+                   cuda: list[torch.device]) -> None:
+    """Put back a state `_rng_state` took."""
+    torch.set_rng_state(state[0])
+    for device, cuda_state in zip(cuda, state[1], strict=True):
+        torch.cuda.set_rng_state(cuda_state, device)

@@ -220,3 +220,21 @@ def test_the_cli_exits_2_naming_an_unsearchable_key(write_study, tmp_path, setti
     assert f"{key}: expected one of the searchable keys lr, momentum" in done.stderr
     assert "batch_size, optimizer, schedule" in done.stderr and "Traceback" not in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # nothing written
+
+
+def test_seeds_default_to_one_and_are_logged_only_when_several(write_study):
+    path = write_study()
+    assert load_study(str(path)).train.seeds == 1
+    assert "seeds" not in load_study(str(path)).fixed_params()  # one seed logs as it always did
+    assert load_study(str(path), ["train.seeds=5"]).fixed_params()["seeds"] == 5
+
+
+@pytest.mark.parametrize(("settings", "key", "message"), [
+    (["train.seeds=0"], "train.seeds", "an integer >= 1"),
+    (["search.seeds=3"], "search.seeds", "It belongs in [train]"),
+    (["train.seeds=3", "train.vectorize=2"], "train.vectorize", "1 with train.seeds = 3"),
+])
+def test_impossible_seeds_are_refused(write_study, settings, key, message):
+    with pytest.raises(ConfigError) as caught:
+        load_study(str(write_study()), settings)
+    assert caught.value.key == key and message in str(caught.value)

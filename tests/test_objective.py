@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import optuna
 import pytest
 import torch
@@ -18,7 +20,7 @@ from hpstudy.objective import (
 )
 from hpstudy.record import REASON_TAG, STATE_TAG, TrialRecord
 from hpstudy.runner import load_data
-from hpstudy.tracking import Tracker
+from hpstudy.tracking import Tracker, load_weights
 
 
 @pytest.fixture
@@ -130,3 +132,41 @@ def test_searched_train_and_model_keys_reach_training_and_the_trial_run(write_st
             trial.params[k] for k in ("batch_size", "optimizer", "schedule"))
         tanh = any(isinstance(m, torch.nn.Tanh) for m in build_network(config, data, hp).modules())
         assert tanh == (trial.params["activation"] == "tanh")
+
+
+def one_trial(write_study, stores, settings: list[str]) -> tuple[Tracker, optuna.trial.FrozenTrial]:
+    """The tiny study with `settings`, one trial of SANE values (dropout 0.2: random draws)."""
+    config = load_study(str(write_study()), ["search.dropout=0.2", *settings])
+    tracker = Tracker(stores.tracking_uri, config.name)
+    objective = Objective(config, load_data(config), tracker, tracker.start_run("parent"),
+                          torch.device("cpu"))
+    study = optuna.create_study()
+    study.enqueue_trial(SANE)
+    study.optimize(objective, n_trials=1)
+    return tracker, study.trials[0]
+
+
+def logged(tracker: Tracker, trial: optuna.trial.FrozenTrial, name: str) -> list[float]:
+    history = tracker.client.get_metric_history(TrialRecord.of(trial).run_id, name)
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+
+def test_seeds_report_the_mean_over_seeds_and_keep_the_best_seeds_weights(write_study, stores):
+    tracker, trial = one_trial(write_study, stores, ["train.seeds=3", "train.seed=4"])
+    alone = [one_trial(write_study, stores, [f"train.seed={seed}"])[1] for seed in (4, 5, 6)]
+    per_epoch = [[t.intermediate_values[epoch] for t in alone] for epoch in (1, 2, 3)]
+    assert list(trial.intermediate_values.values()) == pytest.approx(
+        [statistics.fmean(seeds) for seeds in per_epoch], rel=1e-12)  # what Optuna prunes on
+    assert trial.value == trial.intermediate_values[3]
+    assert logged(tracker, trial, "val_loss") == list(trial.intermediate_values.values())
+    assert logged(tracker, trial, "val_loss_std") == pytest.approx(
+        [statistics.stdev(seeds) for seeds in per_epoch], rel=1e-9)
+    finals = [t.value for t in alone]
+    assert logged(tracker, trial, "seed_val_loss") == finals  # step i: seed 4 + i
+    assert len(set(finals)) == 3
+    best = alone[finals.index(min(finals))]
+    saved = load_weights(TrialRecord.of(trial).weights_uri, tracker.uri)
+    expected = load_weights(TrialRecord.of(best).weights_uri, tracker.uri)
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+    assert run_of(tracker, trial).data.params["seeds"] == "3"

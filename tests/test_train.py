@@ -19,6 +19,7 @@ from hpstudy.train import (
     Recipe,
     evaluate,
     fit,
+    fit_seeds,
     make_optimizer,
     make_scheduler,
     pick_device,
@@ -127,3 +128,37 @@ def test_training_with_every_schedule_learns(digits, schedule):
 def test_auto_device_is_cuda_only_when_there_is_one():
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == CPU
+
+
+def with_dropout(digits, seed: int) -> torch.nn.Module:
+    """A network that draws random numbers while training (dropout), built from `seed`."""
+    torch.manual_seed(seed)
+    return build_model(ModelConfig("mlp", MLPOptions()), digits,
+                       {"width": 16, "depth": 1, "dropout": 0.3})
+
+
+def test_seeds_trained_in_turn_compute_what_each_computes_alone(digits):
+    recipes = [Recipe(3, 64, "sgd", 0.1, momentum=0.9, seed=seed) for seed in (0, 1, 2)]
+    seen = []
+    together = fit_seeds([with_dropout(digits, r.seed) for r in recipes], digits, recipes, CPU,
+                         seen.append)
+    alone = []
+    for recipe in recipes:
+        model = with_dropout(digits, recipe.seed)
+        torch.manual_seed(recipe.seed)  # dropout draws, as the objective seeds them
+        alone.append(fit(model, digits, recipe, CPU))
+    assert [[m.val_loss for m in h] for h in together] == [[m.val_loss for m in h] for h in alone]
+    assert [[m.epoch for m in epoch] for epoch in seen] == [[1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    assert len({h[-1].val_loss for h in together}) == 3  # the seeds differ
+
+
+def test_a_diverging_seed_stops_all_with_the_mean_history(digits):
+    recipes = [Recipe(3, 64, "sgd", lr, momentum=0.9, seed=0) for lr in (0.1, 1e6)]
+    torch.manual_seed(0)  # as in the one-seed test above: 1e6 diverges from these weights
+    models = [build_model(ModelConfig("mlp", MLPOptions()), digits, {"width": 32, "depth": 1})
+              for _ in recipes]
+    with pytest.raises(Diverged) as caught:
+        fit_seeds(models, digits, recipes, CPU)
+    last = caught.value.history[-1]  # the mean over both seeds
+    assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
+    assert [m.epoch for m in caught.value.history] == list(range(1, len(caught.value.history) + 1))
