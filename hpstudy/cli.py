@@ -389,7 +389,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<24} {spec.description}")
     print("\nArchitectures ([model] architecture):")
     for name, arch in MODELS.items():
-        print(f"  {name:<24} width: {arch.width}\n  {'':<24} depth: {arch.depth}")
+        print(f"  {name:<24} width: {arch.width}\n  {'':<24} depth: {arch.depth}\n"
+              f"  {'':<24} model keys ([model], or searched in [search]): "
+              f"{', '.join(arch.takes()) or 'none'}")
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from hpstudy import interrupts, plots
 from hpstudy.config import StudyConfig
 from hpstudy.data import Dataset
 from hpstudy.models import build_model, count_parameters
+from hpstudy.probes import Probe, probe_for
 from hpstudy.record import (
     ATTEMPT_TAG,
     ATTR,
@@ -212,10 +213,12 @@ class Objective:
         record, log = self.begin(trial)
         run_id = record.run_id
         model: torch.nn.Module | None = None
+        probe = probe_for(config.data.name, config.data.options, self.data, config.train.epochs)
 
         def on_epoch(metrics: EpochMetrics) -> None:
             interrupts.checkpoint()  # a signal that came during a write stops the trial here
             log.add(metrics)
+            probe.observe(model, metrics.epoch)
             trial.report(metrics.val_loss, metrics.epoch)
             if prunes(trial) and trial.should_prune():  # asking costs a read of the study
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}: validation loss "
@@ -232,19 +235,19 @@ class Objective:
             else:
                 train_network(config, self.data, hp, self.device, model, on_epoch)
         except optuna.TrialPruned as pruned:
-            self.end(trial, record, PRUNED, str(pruned), log, model)
+            self.end(trial, record, PRUNED, str(pruned), log, model, probe)
             raise
         except Diverged as error:  # the diverging epoch is logged too; never selectable
             log.add(error.history[-1])
             trial.report(float("inf"), error.history[-1].epoch)  # TPE learns this region is bad
-            self.end(trial, record, DIVERGED, str(error), log, model)
+            self.end(trial, record, DIVERGED, str(error), log, model, probe)
             raise optuna.TrialPruned(str(error)) from None
         except BaseException as error:  # anything else fails this trial: say why, then re-raise
-            self.end(trial, record, FAILED, describe_error(error), log, model)
+            self.end(trial, record, FAILED, describe_error(error), log, model, probe)
             raise
         finally:
             self.release()
-        self.end(trial, record, COMPLETE, "", log, model)
+        self.end(trial, record, COMPLETE, "", log, model, probe)
         return log.history[-1].val_loss
 
     def release(self) -> None:
@@ -253,7 +256,8 @@ class Objective:
             torch.cuda.empty_cache()
 
     def pictures(self, trial: optuna.Trial, state: str, history: list[EpochMetrics],
-                 model: torch.nn.Module | None) -> tuple[tuple, tuple]:
+                 model: torch.nn.Module | None, probe: Probe | None = None
+                 ) -> tuple[tuple, tuple]:
         """What the writer draws for a trial, from arrays it is sent: (file, draw, args)
         figures, and (file, text) files. Curves for any trial that trained an epoch; the
         first layer, the validation confusion matrix and the model summary once it has a
@@ -262,6 +266,7 @@ class Objective:
             return (), ()
         title = plots.trial_title(self.config.name, trial.number, state, trial.params)
         figures: list[tuple] = [(CURVES_PNG, plots.curves, (history, title))]
+        figures += (probe or Probe()).figures(title)
         if model is None:
             return tuple(figures), ()
         data = self.data
@@ -274,7 +279,8 @@ class Objective:
         return tuple(figures), ((SUMMARY_TXT, plots.model_summary(model, data.input_shape)),)
 
     def end(self, trial: optuna.Trial, record: TrialRecord, state: str, reason: str,
-             log: EpochLog, model: torch.nn.Module | None) -> TrialRecord:
+             log: EpochLog, model: torch.nn.Module | None, probe: Probe | None = None
+             ) -> TrialRecord:
         """Write what is left of the trial, keep its record in Optuna, and end its run.
 
         Metrics and weights are written here (a trial counts only once they are); the
@@ -288,7 +294,7 @@ class Objective:
             weights_uri = self.tracker.log_weights(run_id, model)
             log.timings["model"] = time.perf_counter() - started
         started = time.perf_counter()
-        figures, texts = self.pictures(trial, state, history, model)
+        figures, texts = self.pictures(trial, state, history, model, probe)
         job = RunEnd(self.tracker.uri, run_id, RUN_STATUS[state],
                      {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures, texts)
         log.timings["figures"] = time.perf_counter() - started
