@@ -204,8 +204,6 @@ def optuna_storage(url: str, on_stale: Callable | None = None) -> optuna.storage
 
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT}} if sqlite_file(url) else {
         "pool_pre_ping": True}
-    from sqlalchemy.exc import SQLAlchemyError
-
     for attempt in range(3):  # a server database has no file to lock: retry a lost race
         try:
             with creation_lock(url):
@@ -214,7 +212,10 @@ def optuna_storage(url: str, on_stale: Callable | None = None) -> optuna.storage
                     grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=on_stale)
                 share_sqlite(url)
             return storage
-        except SQLAlchemyError:
+        except Exception:  # a lost race shows as an IntegrityError, or as
+            # Optuna's RuntimeError/AssertionError on a schema another process has made but
+            # not yet stamped; making the tables is idempotent, so try again (the URL itself
+            # was checked before)
             if attempt == 2:
                 raise
             time.sleep(1 + attempt)

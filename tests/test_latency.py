@@ -68,12 +68,12 @@ def test_a_typo_in_a_study_file_is_reported_without_importing_torch_or_mlflow(tm
     ["optimize", "--study", "no_such_study"],
     ["optimize", "--study", "digits_mlp", "--set", "train.epochs"],
     ["optimize", "--study", "digits_mlp", "--set", "train.epochs=0"],
-    ["optimize", "--study", "digits_mlp", "--trials", "0"],
+    ["optimize", "--study", "digits_mlp", "--trials", "-1"],
     ["optimize", "--study", "digits_mlp", "--jobs", "two"],
     ["select", "--study", "digits_mlp", "--set", "sampler.name=tpf"],
     ["optimize", "--study", "digits_mlp", "--device", "gpu"],
     ["optimize", "--study", "digits_mlp", "--jobs", "0"],
-], ids=["unknown-study", "set-without-value", "set-bad-value", "zero-trials", "jobs-not-int",
+], ids=["unknown-study", "set-without-value", "set-bad-value", "negative-trials", "jobs-not-int",
         "select-unknown-sampler", "bad-device", "zero-jobs"])
 def test_flag_and_study_errors_are_reported_without_importing_torch_or_mlflow(tmp_path, args):
     code, modules = run(tmp_path, *args, *stores(tmp_path))
