@@ -47,7 +47,7 @@ class EpochMetrics:
     val_acc: float
     seconds: float  # wall time of the epoch, validation included
     val_seconds: float = 0.0  # of which validation (on CUDA: until its kernels are queued)
-    grad_norm: float = math.nan  # mean L2 norm of the whole gradient over the epoch's steps
+    grad_norm: float = math.nan  # L2 norm of the whole gradient, mean of a few evenly spaced steps
 
 
 @dataclass(frozen=True)

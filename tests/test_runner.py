@@ -14,6 +14,7 @@ from hpstudy.errors import ConfigError
 from hpstudy.objective import CONFUSION_PNG, CURVES_PNG, SUMMARY_TXT, WEIGHTS_PNG
 from hpstudy.record import ATTEMPT_TAG, STATE_TAG, TRIAL_TAG, TrialRecord
 from hpstudy.runner import load_data
+from hpstudy.tracking import DELETED_TAG
 
 
 def runs(stores, config):
@@ -62,7 +63,9 @@ def test_each_trial_run_has_params_epoch_metrics_figures_and_a_model(finished_st
             png = Path(client.download_artifacts(run.info.run_id, name, str(tmp_path)))
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert record.weights_uri == f"runs:/{run.info.run_id}/weights.pt"
-        assert "weights.pt" in artifacts
+        best_three = sorted(t.value for t in trials.values())[:3]  # keep_models = 3
+        assert ("weights.pt" in artifacts) == (trial.value in best_three)
+        assert (DELETED_TAG in run.data.tags) == (trial.value not in best_three)
         assert set(record.timings) == {"train", "validate", "metrics", "model", "figures"}
 
 
