@@ -26,19 +26,26 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EDGE_TAG = "hpstudy.edge_warning"  # searched parameters whose best value sits on a bound
-REPORT_FILE, TABLE_FILE = "study/report.html", "study/trials.csv"
+REPORT_FILE, TABLE_FILE = "report.html", "trials.csv"  # under the run's study/
 
 
 def publish(study: optuna.Study, config: StudyConfig, data: Dataset | None, tracker: Tracker,
             run_id: str) -> list[str]:
     """Log the study's views, table and report to `run_id`; the figures that failed."""
-    views = study_views(study, config, data)
+    views, failed = [], []
+    for view in study_views(study, config, data):
+        try:
+            if view.figure is not None:
+                view.png  # noqa: B018 - rendered once here, reused by the report
+            views.append(view)
+        except Exception as error:  # a figure is never worth losing the study's other views
+            failed.append(f"{view.filename}: {type(error).__name__}: {error}")
     warnings = edge_warnings(study, config)
     page = report_page(study, config, tracker, views, warnings)
-    return tracker.log_study(
-        run_id, {v.filename: v.figure for v in views if v.figure is not None},
-        best_params(study), {EDGE_TAG: "; ".join(warnings) or "none"},
-        {TABLE_FILE: trials_table(study).to_csv(index=False), REPORT_FILE: page})
+    tracker.log_study(run_id, {v.filename: v.png for v in views if v.figure is not None} | {
+        TABLE_FILE: trials_table(study).to_csv(index=False), REPORT_FILE: page},
+        best_params(study), {EDGE_TAG: "; ".join(warnings) or "none"})
+    return failed
 
 
 def report_page(study: optuna.Study, config: StudyConfig, tracker: Tracker,
@@ -73,7 +80,7 @@ def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, outpu
     output.write_text(page, encoding="utf-8")
     run_id = tracker.latest_parent_run("optimize")
     if run_id is not None:
-        tracker.log_text(run_id, page, REPORT_FILE)
+        tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
     return run_id
 
 

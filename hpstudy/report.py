@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
 
-from matplotlib.figure import Figure
 from optuna import Study
 from optuna.trial import TrialState
 
@@ -90,14 +88,8 @@ def _figure(view: View) -> str:
     if view.figure is None:
         return (f"<p class='muted'>{_e(view.caption)}: not drawn ({_e(view.why_not)}).</p>")
     return (f"<figure><img alt='{_e(view.caption)}' src='data:image/png;base64,"
-            f"{png_base64(view.figure)}'><figcaption>{_e(view.caption)}</figcaption></figure>")
-
-
-def png_base64(figure: Figure) -> str:
-    """A figure as base64 PNG."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+            f"{base64.b64encode(view.png).decode('ascii')}'><figcaption>{_e(view.caption)}"
+            "</figcaption></figure>")
 
 
 def _value(v: object) -> str:

@@ -213,25 +213,21 @@ class Tracker:
         self.client.set_tag(run_id, "model_uri", uri)  # from the run to its model
         return uri
 
-    def log_study(self, run_id: str, figures: Mapping[str, Figure], params: Mapping[str, Any],
-                  tags: Mapping[str, Any], files: Mapping[str, str]) -> list[str]:
-        """A study's views on a call's parent run: figures, params, tags and text files.
-
-        Returns the figures that could not be written (the rest are written regardless).
-        """
+    def log_study(self, run_id: str, files: Mapping[str, bytes | str], params: Mapping[str, Any],
+                  tags: Mapping[str, Any]) -> None:
+        """A study's views on a call's parent run: files under `study/` (PNG bytes, CSV or
+        HTML text) in one write, the best parameters and tags."""
         if params:
             self.log_params(run_id, params)
         self.set_tags(run_id, tags)
-        for filename, text in files.items():
-            self.client.log_text(run_id, text, filename)
-        failed = []
-        for filename, figure in figures.items():
-            try:
-                self.client.log_figure(run_id, figure, f"study/{filename}",
-                                       save_kwargs={"dpi": 100})
-            except Exception as error:  # a figure is never worth losing the study's other views
-                failed.append(f"{filename}: {type(error).__name__}: {error}")
-        return failed
+        with tempfile.TemporaryDirectory() as folder:
+            for filename, content in files.items():
+                path = Path(folder) / filename
+                if isinstance(content, str):
+                    path.write_text(content, encoding="utf-8")
+                else:
+                    path.write_bytes(content)
+            self.client.log_artifacts(run_id, folder, "study")
 
     def delete_artifacts(self, run_id: str, paths: Sequence[str], why: str) -> int:
         """Delete a run's artifacts at `paths` (through MLflow's artifact repository, local or

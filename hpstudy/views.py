@@ -9,6 +9,8 @@ study varies the width, parameter count against accuracy. Each view is a `Figure
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 SAMPLES_PER_CLASS = 8  # images of each class in the dataset's sample grid
 MIN_COMPLETE = 2  # completed trials Optuna's views need to say anything
+PNG_DPI = 90
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,13 @@ class View:
     caption: str
     figure: Figure | None
     why_not: str = ""
+
+    @functools.cached_property
+    def png(self) -> bytes:
+        """The figure as PNG, rendered once (for MLflow and the report alike)."""
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=PNG_DPI)
+        return buffer.getvalue()
 
 
 def study_views(study: optuna.Study, config: StudyConfig, data: Dataset | None) -> list[View]:
