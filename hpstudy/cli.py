@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -14,9 +13,8 @@ from typing import TYPE_CHECKING
 
 from hpstudy import __version__, interrupts
 from hpstudy.errors import NoChampion, UserError
-from hpstudy.record import DIVERGED, TrialRecord
-from hpstudy.space import on_edge
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from hpstudy.summary import repairs, selection_lines, summary, trial_line
 
 if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands that use them
     import optuna
@@ -24,151 +22,11 @@ if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands
     from tqdm import tqdm
 
     from hpstudy.config import StudyConfig
-    from hpstudy.runner import Outcome, Plan, Stores
-    from hpstudy.select import Decision, Selection
+    from hpstudy.runner import Plan
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_NO_CHAMPION = 3  # the study ran, but no trial qualifies as champion
 EXIT_TRIALS_FAILING = 4  # stopped after `max_failures` failed trials in a row, or a worker failed
-SUMMARY_ROWS = 5  # best trials shown in the final table
-
-
-# ------------------------------------------------------------------------------- formatting
-
-
-def _params(trial: FrozenTrial) -> str:
-    """A trial's searched parameters, compactly."""
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in trial.params.items())
-
-
-def _number(value: float) -> str:
-    """A loss to four decimals, or '-' when there is none."""
-    return "-" if math.isnan(value) else f"{value:.4f}"
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def _best(study: optuna.Study) -> FrozenTrial | None:
-    """The best trial so far, or None."""
-    from hpstudy.select import best_trial
-
-    try:
-        return best_trial(study)
-    except UserError:
-        return None
-
-
-def _cell(value: object) -> str:
-    """A parameter value in a 10-wide table column."""
-    return f"{value:>10.4g}" if isinstance(value, int | float) else f"{value!s:>10}"
-
-
-def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
-    """One line per finished trial: number, state, validation loss, parameters, best so far."""
-    from optuna.trial import TrialState
-
-    state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "pruned",
-             TrialState.FAIL: "failed"}.get(trial.state, trial.state.name.lower())
-    loss = trial.value if trial.value is not None else (  # a pruned trial's last report
-        trial.intermediate_values[max(trial.intermediate_values)]
-        if trial.intermediate_values and trial.state == TrialState.PRUNED else math.nan)
-    record = TrialRecord.of(trial)
-    if record is not None and record.state == DIVERGED:
-        state, loss = "diverged", math.nan
-    best = _best(study)
-    best_text = f"best {best.value:.4f} (#{best.number})" if best else "best -"
-    seconds = trial.duration.total_seconds() if trial.duration else math.nan
-    why = record.fail_reason if record and (trial.state != TrialState.PRUNED
-                                            or record.state == DIVERGED) else ""
-    if trial.state == TrialState.FAIL and not why:
-        why = "its worker was lost"
-    retry = f"  (retry of #{record.retry_of})" if record and record.retry_of is not None else ""
-    return (f"trial {trial.number:>4}  {state:<8}  val_loss {_number(loss):>8}  "
-            f"val_acc {_percent(record.val_acc if record else None):>6}  {seconds:5.1f}s  "
-            f"{best_text}  | {_params(trial)}{retry}" + (f"  [{why}]" if why else ""))
-
-
-def selection_lines(decision: Decision, selection: Selection | None = None) -> list[str]:
-    """What selection did to the champion, or (with no `selection`: a dry run) would do."""
-    best = f"trial {decision.trial} (val_loss {decision.val_loss:.4f})"
-    held = (f"version {decision.current_version} (trial {decision.current_trial}"
-            + (f", val_loss {decision.current_val_loss:.4f})" if decision.current_val_loss
-               is not None else ")"))
-    if selection is None:
-        if not decision.moves:
-            return [f"Would keep the champion, {held}: {decision.reason}."]
-        after = f"; {held} would become 'previous'" if decision.current_version else ""
-        return [f"Would make {best} the champion: {decision.reason}{after}."]
-    if not decision.moves:
-        return [f"Champion kept: {held} -> models:/{decision.name}@champion "
-                f"({decision.reason})."]
-    lines = [f"Champion: {best}, test loss {selection.test_loss:.4f}, test accuracy "
-             f"{_percent(selection.test_acc)} -> {selection.model_uri} (version "
-             f"{selection.version})"]
-    if decision.current_version:
-        lines.append(f"Previous champion: version {decision.current_version} -> "
-                     f"models:/{decision.name}@previous ({decision.reason})")
-    return lines
-
-
-def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
-    """The closing table: the best trials, the champion, warnings, and where to look."""
-    from optuna.trial import TrialState
-
-    study = outcome.study
-    trials = study.get_trials(deepcopy=False)
-    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-    diverged = sum((r := TrialRecord.of(t)) is not None and r.state == DIVERGED for t in trials)
-    lines = [f"\nStudy '{study.study_name}': {len(trials)} trials in all "
-             f"({counts[TrialState.COMPLETE]} done, {counts[TrialState.PRUNED] - diverged} "
-             f"pruned, {diverged} diverged, {counts[TrialState.FAIL]} failed"
-             + (f", {counts[TrialState.RUNNING]} running elsewhere" if counts[TrialState.RUNNING]
-                else "")
-             + (f", {counts[TrialState.WAITING]} queued" if counts[TrialState.WAITING] else "")
-             + ")", ""]
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-                  key=lambda t: (t.value, t.number))[:SUMMARY_ROWS]
-    names = list(dict.fromkeys(n for t in done for n in t.params))  # all calls' searched keys
-    lines.append(f"{'rank':>4} {'trial':>5} {'val_loss':>9} {'val_acc':>7}  "
-                 + "  ".join(f"{n:>10}" for n in names))
-    for rank, t in enumerate(done, 1):
-        values = "  ".join(_cell(t.params.get(n, "-")) for n in names)
-        record = TrialRecord.of(t)
-        lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
-                     f"{_percent(record.val_acc if record else None):>7}  {values}")
-    lines.append("")
-    if outcome.repairs:
-        lines.append(_repairs(outcome).capitalize().strip())
-    lines += [f"Warning: {problem}" for problem in outcome.worker_problems]
-    lines += [f"Warning: a figure was not written: {failure}" for failure in
-              outcome.figure_failures]
-    if outcome.cleanup and outcome.cleanup.trials:
-        lines.append(f"Storage: weights of {len(outcome.cleanup.trials)} trial(s) outside the "
-                     f"best {config.keep_models} deleted ({outcome.cleanup.freed_bytes / 1e6:.1f} "
-                     "MB freed; keep_models in the study file)")
-    if outcome.stopped:
-        lines.append(f"Stopped early: {outcome.stopped}")
-    if outcome.selection is None:
-        lines.append(f"No champion: {outcome.no_selection_reason}")
-    else:
-        lines += selection_lines(outcome.selection.decision, outcome.selection)
-        best = study.trials[outcome.selection.decision.trial]
-        lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
-                  f"consider widening [search] {name}."
-                  for name, value in best.params.items()
-                  if name in config.search and on_edge(config.search[name], value)]
-    local = not stores.tracking_uri.startswith(("http://", "https://"))
-    ui = "http://127.0.0.1:5000" if local else stores.tracking_uri.rstrip("/")
-    lines += ["", f"Compare trials:  {ui}/#/experiments/{outcome.experiment_id}"
-              + (f"  (after `mlflow ui --backend-store-uri {stores.tracking_uri}`)" if local
-                 else ""),
-              f"Serve the model: hpstudy serve --study {study.study_name}"
-              + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
-                 else f" --tracking-uri {stores.tracking_uri}")]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- commands
@@ -254,7 +112,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         with _progress(plan, "Worker on") as bar:
             outcome = work(plan, _on_trial(bar), args.parent_run, args.worker_index or os.getpid())
-        print(f"\nWorker done: {_repairs(outcome)}trials {outcome.first_trial} and on are in "
+        print(f"\nWorker done: {repairs(outcome)}trials {outcome.first_trial} and on are in "
               f"the study; select the champion with `hpstudy select --study "
               f"{plan.config.name}` (same --storage and --tracking-uri).")
     for failure in outcome.figure_failures:
@@ -263,18 +121,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"hpstudy: {outcome.stopped}", file=sys.stderr)
         return EXIT_TRIALS_FAILING
     return EXIT_OK
-
-
-def _repairs(outcome: Outcome) -> str:
-    """What the call repaired at start, as a sentence (or '')."""
-    repairs = outcome.repairs
-    if not repairs:
-        return ""
-    failed = ", ".join(f"#{n}" for n in repairs.failed_trials)
-    parts = ([f"trial(s) {failed} of dead workers failed and queued again"] if failed else []) + (
-        [f"{len(repairs.ended_runs)} MLflow run(s) left RUNNING were closed"]
-        if repairs.ended_runs else [])
-    return "recovered from an earlier crash: " + "; ".join(parts) + ". "
 
 
 def cmd_select(args: argparse.Namespace) -> int:
