@@ -82,8 +82,8 @@ def read_stores(study: str, folder: Path) -> dict[str, Any]:
         deepcopy=False)
     champion = registered_version(store + "mlflow.db", study, "champion")
     records = {t.number: TrialRecord.of(t) for t in trials}
-    states = Counter(r.state if r else t.state.name.lower() for t, r in
-                     zip(trials, records.values(), strict=True))
+    states = Counter(records[t.number].state if records[t.number] else t.state.name.lower()
+                     for t in trials)  # hpstudy's own: complete, pruned, diverged, failed
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = min(done, key=lambda t: t.value) if done else None
     best_record = records.get(best.number) if best else None
