@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from hpstudy.errors import UserError
 from hpstudy.record import DIVERGED, TrialRecord
-from hpstudy.space import on_edge
+from hpstudy.space import edges
 from hpstudy.storage import DEFAULT_TRACKING_URI
 
 if TYPE_CHECKING:
@@ -146,8 +146,7 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
         best = study.trials[outcome.selection.decision.trial]
         lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
                   f"consider widening [search] {name}."
-                  for name, value in best.params.items()
-                  if name in config.search and on_edge(config.search[name], value)]
+                  for name, value in edges(config.search, best.params)]
     local = not stores.tracking_uri.startswith(("http://", "https://"))
     ui = "http://127.0.0.1:5000" if local else stores.tracking_uri.rstrip("/")
     lines += ["", f"Compare trials:  {ui}/#/experiments/{outcome.experiment_id}"

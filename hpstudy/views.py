@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.config import StudyConfig
 from hpstudy.record import DIVERGED, TrialRecord
-from hpstudy.space import on_edge
+from hpstudy.space import edges
 
 if TYPE_CHECKING:
     import optuna
@@ -86,22 +86,19 @@ def edge_warnings(study: optuna.Study, config: StudyConfig) -> list[str]:
         return []
     best = min(complete, key=lambda t: t.value)
     return [f"the best {name} = {value:.4g} lies at the edge of its search range"
-            for name, value in best.params.items()
-            if name in config.search and isinstance(value, int | float)
-            and on_edge(config.search[name], value)]
+            for name, value in edges(config.search, best.params)]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, parameters, value, durations and hpstudy's record."""
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
                                           "datetime_start", "datetime_complete"))
-    records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
-    frame["outcome"] = [(r.state if r else "") for r in map(records.get, frame["number"])]
-    frame["val_acc"] = [(r.val_acc if r else None) for r in map(records.get, frame["number"])]
-    frame["n_params"] = [(r.n_params if r else None) for r in map(records.get, frame["number"])]
-    frame["run_id"] = [(r.run_id if r else "") for r in map(records.get, frame["number"])]
-    frame["fail_reason"] = [(r.fail_reason if r else "")
-                            for r in map(records.get, frame["number"])]
+    by_number = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
+    records = [by_number.get(n) for n in frame["number"]]
+    for column, field, missing in (("outcome", "state", ""), ("val_acc", "val_acc", None),
+                                   ("n_params", "n_params", None), ("run_id", "run_id", ""),
+                                   ("fail_reason", "fail_reason", "")):
+        frame[column] = [getattr(r, field) if r else missing for r in records]
     frame["duration"] = frame["duration"].dt.total_seconds().round(2)
     frame = frame.rename(columns={"value": "val_loss", "duration": "seconds"})
     params = [c for c in frame.columns if c.startswith("params_")]
