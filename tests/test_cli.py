@@ -201,3 +201,14 @@ def test_failed_trials_in_a_row_stop_the_call_with_exit_4(write_study, stores, c
     assert "Stopped early: stopped after 2 failed trials in a row" in out
     assert "Study 'tiny': 2 trials in all (0 done, 0 pruned, 0 diverged, 2 failed)" in out
     assert "No champion" in out
+
+
+@pytest.mark.parametrize("command", ["trials", "report"])
+def test_trials_and_report_before_optimize_exit_2_and_write_nothing(write_study, stores,
+                                                                     tmp_path, capsys, command,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the report would land
+    assert cli(command, "--study", str(write_study()), stores=stores) == 2
+    err = capsys.readouterr().err
+    assert "Run `hpstudy optimize --study tiny` first" in err and "Traceback" not in err
+    assert nothing_written(stores) and not (tmp_path / "tiny-report.html").exists()
