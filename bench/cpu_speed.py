@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class Case:
     fixed: tuple[str, ...]  # more --set overrides (both sides train what they leave)
     quick_subset: int | None  # training examples under --quick (None: all)
     what: str
+    hpstudy_first: bool = False  # hpstudy samples its own trials and the peer runs the same
 
 
 CASES = {
@@ -86,6 +88,12 @@ CASES = {
     "mnist_mlp_004": Case("mlp_mnist", 3, 5, 32,
                           ("search.width=100", "search.depth=1", "search.dropout=0.0"), 2000,
                           "report 004's 784-100-10 MLP on MNIST, SGD, batch 32"),
+    "digits_mlp_vectorized": Case(
+        "digits_mlp", 24, 20, 32, ("train.vectorize=8", "search.width={choices=[16, 32, 64, 128]}"),
+        None, "the quick start's small networks (widths 16 to 128) with train.vectorize=8: "
+        "hpstudy samples 3 groups of 8 trials that share width and depth; the peer then trains "
+        "the same 24 trials one by one",
+        hpstudy_first=True),
 }
 QUICK_TRIALS, QUICK_EPOCHS = 2, 2  # --quick: enough to see that everything runs
 
@@ -243,10 +251,11 @@ def phases(trials: list[optuna.trial.FrozenTrial], began: datetime.datetime,
 
 
 def run_peer(config: StudyConfig, data: Dataset, trials: int, folder: Path,
-             pip_requirements: list[str] | None = None) -> dict[str, Any]:
-    """The plain study (TPE chooses its parameters), timed; its rows and wall time."""
+             pip_requirements: list[str] | None = None, enqueue: Sequence[dict] = ()
+             ) -> dict[str, Any]:
+    """The plain study (TPE chooses its parameters, or runs `enqueue`), timed; its rows."""
     load, cpu = os.getloadavg()[0], cpu_seconds()
-    result = run_study(peer_setup(config, data, pip_requirements), trials, folder)
+    result = run_study(peer_setup(config, data, pip_requirements), trials, folder, enqueue)
     rows = peer_rows(result)
     last = max(result.study.trials, key=lambda t: t.datetime_complete or result.began)
     return {"study_wall": result.seconds, "cpu_seconds": cpu_seconds() - cpu,
@@ -467,14 +476,24 @@ def requirements(args: argparse.Namespace) -> list[str] | None:
 
 def run_case(name: str, case: Case, config: StudyConfig, data: Dataset, args: argparse.Namespace
              ) -> dict[str, Any]:
-    """Peer, then hpstudy on the peer's parameters, then the bare loop; all numbers."""
+    """Peer, then hpstudy on the peer's parameters, then the bare loop; all numbers.
+
+    A case that vectorises runs hpstudy first (its groups share width and depth, which the
+    peer's TPE would not sample) and the peer then on hpstudy's parameters.
+    """
     trials = config.trials
     with tempfile.TemporaryDirectory(prefix="cpu_speed-") as folder:
         Path(folder, "peer").mkdir()
         Path(folder, "hpstudy").mkdir()
-        peer = run_peer(config, data, trials, Path(folder, "peer"), requirements(args))
-        enqueue = [] if args.own_params else [r["params"] for r in peer["rows"]]
-        ours = run_hpstudy(config, data, trials, Path(folder, "hpstudy"), enqueue)
+        if case.hpstudy_first:
+            ours = run_hpstudy(config, data, trials, Path(folder, "hpstudy"), [])
+            enqueue = [r["params"] for r in ours["rows"]]
+            peer = run_peer(config, data, trials, Path(folder, "peer"), requirements(args),
+                            enqueue)
+        else:
+            peer = run_peer(config, data, trials, Path(folder, "peer"), requirements(args))
+            enqueue = [] if args.own_params else [r["params"] for r in peer["rows"]]
+            ours = run_hpstudy(config, data, trials, Path(folder, "hpstudy"), enqueue)
     shapes = bare_reference(config, data, peer["rows"] + ours["rows"],
                             0.2 if args.quick else BARE_SECONDS)
     space = peer_space(config.name, config)
@@ -482,9 +501,14 @@ def run_case(name: str, case: Case, config: StudyConfig, data: Dataset, args: ar
                 "trials": trials, "epochs": config.train.epochs,
                 "batch_size": config.train.batch_size, "train_examples": len(data.train),
                 "val_examples": len(data.val), "torch_threads": torch.get_num_threads(),
-                "order": ["peer", "hpstudy", "bare"],
-                "params": "hpstudy runs the peer's TPE parameters (enqueued)" if enqueue
+                "order": ["hpstudy", "peer", "bare"] if case.hpstudy_first
+                else ["peer", "hpstudy", "bare"],
+                "params": "the peer runs hpstudy's parameters (enqueued)" if case.hpstudy_first
+                else "hpstudy runs the peer's TPE parameters (enqueued)" if enqueue
                 else "each side samples its own (TPE, seed 0)",
+                "overlapping_trials": "hpstudy trains each group of 8 as one: its trials' "
+                "walls and epochs overlap, so per-trial sums count a group's time 8 times"
+                if case.hpstudy_first else None,
                 "peer_eval_batch": EVAL_BATCH,
                 "peer_pip_requirements": requirements(args) or "inferred by MLflow per model"}
     sides = {"peer": summary(peer, bare_for(peer["rows"], shapes, space)),
@@ -570,8 +594,9 @@ def main() -> None:
         "benchmark": "cpu_speed", "command": shlex.join(sys.orig_argv), "cwd": os.getcwd(),
         "date_utc": now.isoformat(timespec="seconds"), "device": machine(),
         "versions": versions(), "load_average_at_start": os.getloadavg(),
-        "order": "per case: peer, then hpstudy, then the bare loop; cases one after another; "
-                 "nothing runs concurrently", "quick": args.quick}
+        "order": "per case: peer, then hpstudy (hpstudy first where it vectorises), then the "
+                 "bare loop; cases one after another; nothing runs concurrently",
+        "quick": args.quick}
     if os.getloadavg()[0] > BUSY_LOAD:
         print(f"warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: "
               "something else is running; torch's threads slow down a lot beside it, so "

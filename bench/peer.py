@@ -13,7 +13,7 @@ import datetime
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,8 +202,12 @@ def fit_and_log(setup: Setup, trial: optuna.Trial, model: torch.nn.Module, spent
     return history, False
 
 
-def run_study(setup: Setup, trials: int, folder: Path) -> StudyResult:
-    """The plain study: TPE(seed 0), no pruning, MLflowCallback into sqlite under `folder`."""
+def run_study(setup: Setup, trials: int, folder: Path, enqueue: Sequence[dict] = ()
+              ) -> StudyResult:
+    """The plain study: TPE(seed 0), no pruning, MLflowCallback into sqlite under `folder`.
+
+    `enqueue`: parameters to run first, in order (Optuna's `enqueue_trial`).
+    """
     from optuna_integration.mlflow import MLflowCallback
 
     plt.switch_backend("agg")
@@ -245,6 +249,8 @@ def run_study(setup: Setup, trials: int, folder: Path) -> StudyResult:
     study = optuna.create_study(study_name=setup.name, direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=0),
                                 pruner=optuna.pruners.NopPruner())
+    for params in enqueue:
+        study.enqueue_trial(params)
     with mlflow.start_run(run_name="study"):
         study.optimize(objective, n_trials=trials, callbacks=[timed_callback])
     return StudyResult(study, time.perf_counter() - started, timings, began,

@@ -75,6 +75,16 @@ TPE_CONFIGS = {  # name -> (sampler options beside the seed, pruner table)
                      '{name="median", n_startup_trials=3, n_warmup_steps=2}'),
     "as_shipped": ("n_startup_trials=10",
                    '{name="median", n_startup_trials=5, n_warmup_steps=5}'),
+    "halving": ("n_startup_trials=5",  # rungs at epochs 1, 3, 9: a third goes on at each
+                '{name="successive_halving", min_resource=1, reduction_factor=3}'),
+    "halving_mv": ("n_startup_trials=5, multivariate=true",  # lr and momentum modelled jointly
+                   '{name="successive_halving", min_resource=1, reduction_factor=3}'),
+    "halving4": ("n_startup_trials=5, multivariate=true",  # rungs at epochs 1 and 4 only
+                 '{name="successive_halving", min_resource=1, reduction_factor=4}'),
+    "median_early": ("n_startup_trials=4, multivariate=true",  # prune from epoch 2, 2 trials in
+                     '{name="median", n_startup_trials=2, n_warmup_steps=1}'),
+    "hyperband": ("n_startup_trials=5",  # three brackets of successive halving, 1 to 10 epochs
+                  '{name="hyperband", min_resource=1, max_resource=10, reduction_factor=3}'),
 }
 MAX_TRIALS = 1000  # TPE studies stop on their epoch budget, long before this
 
@@ -298,6 +308,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N] (default cpu)")
     parser.add_argument("--keep", type=Path, help="keep each run's Optuna and MLflow stores "
                         "under this folder (default: a temporary folder, deleted)")
+    parser.add_argument("--grid-from", type=Path, help="take the grid's run from this earlier "
+                        "result JSON instead of running it again (same machine and data)")
     parser.add_argument("--out", type=Path, help="the JSON result (default "
                         "bench/results/search_quality-DATE.json)")
     args = parser.parse_args()
@@ -336,7 +348,12 @@ def main() -> None:
                           "momentum": "uniform range [0, 0.9]"}},
         "fixed": list(FIXED), "epochs_per_trial": args.epochs, "subset": args.subset,
         "order": "the grid, then for each seed each TPE configuration; one after another"}
-    runs = [run_study("grid (brute force)", grid, data, args.device, None, args.keep)]
+    if args.grid_from:  # the grid of an earlier run of this script, not run again
+        runs = [next(r for r in json.loads(args.grid_from.read_text())["runs"]
+                     if r["sampler"] == "brute_force")]
+        runs[0]["reused_from"] = str(args.grid_from)
+    else:
+        runs = [run_study("grid (brute force)", grid, data, args.device, None, args.keep)]
     target = summary(runs[0], None, 0)["best_val_loss"]
     grid_epochs = summary(runs[0], None, 0)["epochs"]
     budget, third = args.budget or grid_epochs, grid_epochs / 3

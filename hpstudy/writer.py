@@ -1,10 +1,11 @@
-"""Beside training: trials' figures are drawn and their runs closed in a background process.
+"""Beside training: trials' figures are drawn and their runs closed in background processes.
 
-Drawing and writing a trial's two matplotlib figures takes about 0.3 s on a CPU, as long
+Drawing and writing a trial's three matplotlib figures takes about 0.5 s on a CPU, as long
 as a small trial trains. A process of its own (not a thread: drawing holds the GIL that a
 small network's training loop needs) does it while the next trial trains: `python -m
 hpstudy.writer`, fed pickled `RunEnd` jobs on its stdin, answering on its stdout. (A
-`multiprocessing` pool would re-run the caller's `__main__` script in the child.)
+`multiprocessing` pool would re-run the caller's `__main__` script in the child.) Where
+trials end faster than one process draws (vectorised groups end 8 at once), more start.
 
 `flush` waits for everything submitted and returns the failures, which the study reports
 before it ends. A crash loses only figures still queued: the trial (in Optuna), its
@@ -22,39 +23,53 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from hpstudy.tracking import RunEnd, write_run_end
 
+BACKLOG = 2  # jobs waiting at every writer process: start another (a group of trials ended)
+MAX_PROCESSES = 4  # writer processes at most (each holds MLflow and matplotlib in memory)
+
 
 class Writer:
-    """Writes `RunEnd` jobs (figures, tags, status) to MLflow in one background process."""
+    """Writes `RunEnd` jobs (figures, tags, status) to MLflow in background processes.
 
-    def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None  # started on first use
-        self._reader: threading.Thread | None = None
+    One process while it keeps up; when every process has a backlog (a vectorised group's
+    trials all end at once, or trials end faster than figures are drawn) another starts,
+    up to `processes` (default: the cores, at most MAX_PROCESSES). Each job goes to
+    the process with the fewest jobs outstanding.
+    """
+
+    def __init__(self, processes: int | None = None) -> None:
+        self._limit = processes or min(MAX_PROCESSES, os.cpu_count() or 1)
+        self._channels: list[_Channel] = []  # started on first use, then as backlogs form
         self._done = threading.Condition()
         self._answers: list[tuple[str, str]] = []  # (run id, error or '') as they come back
         self._submitted = 0
-        self._queue: queue.Queue = queue.Queue()  # jobs for the feeder; None ends it
-        self._feeder: threading.Thread | None = None
+
+    @property
+    def processes(self) -> int:
+        """How many writer processes this writer has started."""
+        return len(self._channels)
 
     def submit(self, job: RunEnd) -> None:
         """Queue a run's end: its figures are drawn and written, then it is closed."""
         self._submitted += 1
-        if self._process is None:
-            self._start()
         try:
-            self._queue.put((job, pickle.dumps(job)))  # the feeder thread writes it to the pipe
+            data = pickle.dumps(job)
         except (pickle.PicklingError, AttributeError, TypeError):
             self._answer(job.run_id, _write(job))  # a job that cannot travel: write it here
+            return
+        self._channel().put(job, data)
 
     def flush(self) -> list[str]:
         """Wait for every job submitted so far; one line per failure (the run and why)."""
         with self._done:
             while len(self._answers) < self._submitted:
-                if not self._done.wait(timeout=1.0) and not self._alive():
-                    break  # the writer died mid-job: report the missing answers below
+                if not self._done.wait(timeout=1.0) and not any(
+                        c.alive() and c.outstanding for c in self._channels):
+                    break  # the writers died mid-job: report the missing answers below
             answers, self._answers = self._answers, []
         missing = self._submitted - len(answers)
         self._submitted = 0
@@ -63,18 +78,34 @@ class Writer:
                            if missing else [])
 
     def close(self) -> list[str]:
-        """Flush, then stop the process; the failures."""
+        """Flush, then stop the processes; the failures."""
         failures = self.flush()
-        if self._process is not None:
-            self._queue.put(None)
-            self._feeder.join()
-            self._process.wait()
-            self._reader.join()
-            self._process = None
+        for channel in self._channels:
+            channel.stop()
+        self._channels = []
         return failures
 
-    def _start(self) -> None:
-        """The writer process, and a thread that collects its answers."""
+    def _channel(self) -> _Channel:
+        """The process with the fewest jobs outstanding, or a new one if all have a backlog."""
+        least = min(self._channels, key=lambda c: c.outstanding, default=None)
+        if least is None or (least.outstanding >= BACKLOG
+                             and len(self._channels) < self._limit):
+            least = _Channel(self._answer)
+            self._channels.append(least)
+        return least
+
+    def _answer(self, run_id: str, error: str) -> None:
+        with self._done:
+            self._answers.append((run_id, error))
+            self._done.notify_all()
+
+
+class _Channel:
+    """One writer process, a thread that feeds it jobs and one that collects its answers."""
+
+    def __init__(self, answer: Callable[[str, str], None]) -> None:
+        self._answer, self._outstanding, self._lock = answer, 0, threading.Lock()
+        self._queue: queue.Queue = queue.Queue()  # jobs for the feeder; None ends it
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hpstudy.writer"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's to handle
@@ -85,6 +116,27 @@ class Writer:
         self._reader.start()
         self._feeder.start()
 
+    @property
+    def outstanding(self) -> int:
+        """Jobs given to this process and not yet answered."""
+        return self._outstanding
+
+    def put(self, job: RunEnd, data: bytes) -> None:
+        """Queue a pickled job for this process."""
+        with self._lock:
+            self._outstanding += 1
+        self._queue.put((job, data))  # the feeder thread writes it to the pipe
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self) -> None:
+        """End the process once it has written what it was given."""
+        self._queue.put(None)
+        self._feeder.join()
+        self._process.wait()
+        self._reader.join()
+
     def _feed(self, jobs: BinaryIO) -> None:
         """Write queued jobs into the pipe (blocking here, not in the training loop)."""
         while (item := self._queue.get()) is not None:
@@ -93,7 +145,7 @@ class Writer:
                 jobs.write(data)
                 jobs.flush()
             except OSError:  # the writer died: write it from this thread instead
-                self._answer(job.run_id, _write(job))
+                self._done(job.run_id, _write(job))
         with contextlib.suppress(OSError):
             jobs.close()
 
@@ -104,17 +156,12 @@ class Writer:
                 run_id, error = pickle.load(answers)
             except (EOFError, OSError, pickle.UnpicklingError):
                 break
-            self._answer(run_id, error)
-        with self._done:
-            self._done.notify_all()
+            self._done(run_id, error)
 
-    def _answer(self, run_id: str, error: str) -> None:
-        with self._done:
-            self._answers.append((run_id, error))
-            self._done.notify_all()
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+    def _done(self, run_id: str, error: str) -> None:
+        with self._lock:
+            self._outstanding -= 1
+        self._answer(run_id, error)
 
 
 def _write(job: RunEnd) -> str:
