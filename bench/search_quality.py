@@ -15,6 +15,8 @@ fresh stores in a temporary folder, one run after the other in this process:
                      n_warmup_steps=2 (made for a budget of about 12 trials)
        as_shipped    studies/mlp_mnist.toml's own: TPE n_startup_trials=10; median
                      pruner n_startup_trials=5, n_warmup_steps=5 (made for 40 trials)
+     and, made for the issue's budget of a third of the grid's epochs (`--budget 40`):
+       halving, halving_mv, halving4, hyperband, median_early   (see TPE_CONFIGS)
 
 Width 100, depth 1, no dropout, no weight decay and train.seed 0 are fixed for every
 trial (report 004 trained 5 seeds per grid point; here each point trains once). A trial's
@@ -26,6 +28,9 @@ had within one third of the grid's epochs (the issue's target). Run from the rep
 root:
 
     .venv/bin/python bench/search_quality.py --data-dir /work/shared/data/mnist
+    .venv/bin/python bench/search_quality.py --data-dir /work/shared/data/mnist --budget 40 \
+        --configs halving,median_early --seeds 0 1 2 3 4 \
+        --grid-from bench/results/search_quality-2026-11-25.json       # the grid not re-run
     .venv/bin/python bench/search_quality.py --data-dir DIR --subset 2000 --epochs 3 \\
         --seeds 0 --out /tmp/search_quality.json                        # does it run?
 
