@@ -12,9 +12,9 @@ rewritten after every study, so the studies done so far survive an interrupted r
     .venv/bin/python bench/seed_results.py --data-dir DIR mlp_mnist --trials mlp_mnist=10 \\
         --set mlp_mnist=train.epochs=10        # a reduction, written into the study's entry
 
-Reductions (`--trials NAME=N`, `--timeout NAME=S`, `--set NAME=KEY=VALUE`) apply to one
-study each and are recorded with the study file's own trials and epochs, so a row can say
-what was cut.
+Reductions (`--trials NAME=N`, `--timeout NAME=S`, `--set NAME=KEY=VALUE`) and
+`--jobs NAME=N` (trial processes; on a GPU several share it) apply to one study each and
+are recorded with the study file's own trials and epochs, so a row can say what was cut.
 Calls on the same day add to the same JSON; a study named again replaces its entry.
 """
 
@@ -44,8 +44,13 @@ from hpstudy.tracking import registered_version
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 
 
-def cpu_model() -> str:
-    """The CPU's model name and core count, from /proc/cpuinfo."""
+def device() -> str:
+    """The GPU if torch sees one (hpstudy's `--device auto` trains there), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return (f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()} "
+                f"(CUDA {torch.version.cuda}), {os.cpu_count()} CPU cores")
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
@@ -190,6 +195,9 @@ def main() -> None:
     parser.add_argument("--timeout", action="append", default=[], metavar="NAME=S",
                         help="hpstudy's own --timeout for one study: no trial starts after S "
                              "seconds, the study is still selected (a reduction)")
+    parser.add_argument("--jobs", action="append", default=[], metavar="NAME=N",
+                        help="hpstudy's --jobs for one study: N trial processes (on a GPU, "
+                             "several share it)")
     parser.add_argument("--limit", type=float, metavar="S",
                         help="stop a study's command after S seconds (recorded as 'timeout')")
     parser.add_argument("--out", type=Path, help="the JSON (default: "
@@ -197,10 +205,11 @@ def main() -> None:
     args = parser.parse_args()
     trials, sets = per_study(args.trials, "--trials"), per_study(args.set, "--set")
     timeouts = per_study(args.timeout, "--timeout")
+    jobs = per_study(args.jobs, "--jobs")
     today = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"seed_results-{today}.json"
     command = shlex.join([Path(sys.executable).name, *sys.argv])
-    result: dict[str, Any] = {"bench": "seed_results", "date": today, "device": cpu_model(),
+    result: dict[str, Any] = {"bench": "seed_results", "date": today, "device": device(),
                               "commands": [], "studies": []}
     if out.exists():  # the day's earlier calls: kept, but for the studies named again
         result = json.loads(out.read_text())
@@ -209,8 +218,10 @@ def main() -> None:
     for study in args.studies:
         extra = [f"--trials={n}" for n in trials.get(study, [])[-1:]]
         extra += [f"--timeout={s}" for s in timeouts.get(study, [])[-1:]]
+        extra += [f"--jobs={n}" for n in jobs.get(study, [])[-1:]]
         extra += [f"--set={value}" for value in sets.get(study, [])]
-        entry = run_study(study, args.data_dir, extra, args.limit) | {"bench_command": command}
+        entry = run_study(study, args.data_dir, extra, args.limit) | {
+            "bench_command": command, "device": result["device"]}
         result["studies"].append(entry)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
