@@ -167,7 +167,8 @@ def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> Figure:
     ax = fig.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=list(classes)).plot(
         ax=ax, cmap="Blues", colorbar=True, include_values=len(classes) <= 20,
-        xticks_rotation="vertical" if len(classes) > 10 else "horizontal")
+        xticks_rotation="vertical" if len(classes) > 10
+        else 45 if max(map(len, classes), default=0) > 3 else "horizontal")  # names apart
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"{title}\nvalidation confusion matrix (counts; accuracy {100 * accuracy:.1f}%)")

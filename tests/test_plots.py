@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -86,6 +87,18 @@ def test_the_confusion_matrix_names_classes_and_accuracy():
     assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog"]
     assert "accuracy 90.0%" in ax.get_title()
+
+
+def test_long_class_names_on_the_confusion_matrix_are_slanted_apart():
+    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck")  # CIFAR-10's: side by side, upright, they run into each other
+    fig = plots.confusion(np.eye(10, dtype=int) * 7, names, "cifar: trial 0")
+    assert {t.get_rotation() for t in fig.axes[0].get_xticklabels()} == {45}
+    fig = plots.confusion(np.eye(10, dtype=int) * 7, [str(d) for d in range(10)], "digits")
+    fig.canvas.draw()  # digits stay upright, and apart
+    boxes = [t.get_window_extent() for t in fig.axes[0].get_xticklabels()]
+    assert {t.get_rotation() for t in fig.axes[0].get_xticklabels()} == {0}
+    assert not any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
 
 
 def test_the_model_summary_lists_layers_shapes_and_parameters():
