@@ -5,7 +5,7 @@ as a small trial trains. A process of its own (not a thread: drawing holds the G
 small network's training loop needs) does it while the next trial trains: `python -m
 hpstudy.writer`, fed pickled `RunEnd` jobs on its stdin, answering on its stdout. (A
 `multiprocessing` pool would re-run the caller's `__main__` script in the child.) Where
-trials end faster than one process draws (vectorised groups end 8 at once), more start.
+jobs are queued when the study waits for them (vectorised groups end 8 at once), more start.
 
 `flush` waits for everything submitted and returns the failures, which the study reports
 before it ends. A crash loses only figures still queued: the trial (in Optuna), its
@@ -28,30 +28,32 @@ from typing import BinaryIO
 
 from hpstudy.tracking import RunEnd, write_run_end
 
-BACKLOG = 2  # jobs waiting at every writer process: start another (a group of trials ended)
+BACKLOG = 2  # queued jobs a process must have to be worth starting (its imports cost ~2 s)
 MAX_PROCESSES = 4  # writer processes at most (each holds MLflow and matplotlib in memory)
 
 
 class Writer:
     """Writes `RunEnd` jobs (figures, tags, status) to MLflow in background processes.
 
-    One process while it keeps up; when every process has a backlog (a vectorised group's
-    trials all end at once, or trials end faster than figures are drawn) another starts,
-    up to `processes` (default: the cores, at most MAX_PROCESSES). Each job goes to
-    the process with the fewest jobs outstanding.
+    One process while trials train: the other cores train (a second writer beside them
+    slowed a 20-trial digits study from 21.9 s to 27.2 s, bench/cpu_speed.py). When the
+    study waits for the writer (`flush`: nothing trains) and jobs are queued (a vectorised
+    group's trials end at once), they are spread over more processes, up to `processes`
+    (default: the cores, at most MAX_PROCESSES).
     """
 
     def __init__(self, processes: int | None = None) -> None:
         self._limit = processes or min(MAX_PROCESSES, os.cpu_count() or 1)
-        self._channels: list[_Channel] = []  # started on first use, then as backlogs form
+        self._channels: list[_Channel] = []  # one started on first use; more at a flush
         self._done = threading.Condition()
         self._answers: list[tuple[str, str]] = []  # (run id, error or '') as they come back
         self._submitted = 0
+        self._started = 0
 
     @property
     def processes(self) -> int:
         """How many writer processes this writer has started."""
-        return len(self._channels)
+        return self._started
 
     def submit(self, job: RunEnd) -> None:
         """Queue a run's end: its figures are drawn and written, then it is closed."""
@@ -61,10 +63,13 @@ class Writer:
         except (pickle.PicklingError, AttributeError, TypeError):
             self._answer(job.run_id, _write(job))  # a job that cannot travel: write it here
             return
-        self._channel().put(job, data)
+        if not self._channels:
+            self._start()
+        self._channels[0].put(job, data)
 
     def flush(self) -> list[str]:
         """Wait for every job submitted so far; one line per failure (the run and why)."""
+        self._spread()
         with self._done:
             while len(self._answers) < self._submitted:
                 if not self._done.wait(timeout=1.0) and not any(
@@ -85,14 +90,18 @@ class Writer:
         self._channels = []
         return failures
 
-    def _channel(self) -> _Channel:
-        """The process with the fewest jobs outstanding, or a new one if all have a backlog."""
-        least = min(self._channels, key=lambda c: c.outstanding, default=None)
-        if least is None or (least.outstanding >= BACKLOG
-                             and len(self._channels) < self._limit):
-            least = _Channel(self._answer)
-            self._channels.append(least)
-        return least
+    def _spread(self) -> None:
+        """Queued jobs over more processes, one more for every BACKLOG of them."""
+        queued = [job for channel in self._channels for job in channel.take_queued()]
+        while (len(self._channels) < self._limit
+               and len(queued) >= BACKLOG * (len(self._channels) + 1)):
+            self._start()
+        for job, data in queued:
+            min(self._channels, key=lambda c: c.outstanding).put(job, data)
+
+    def _start(self) -> None:
+        self._channels.append(_Channel(self._answer))
+        self._started += 1
 
     def _answer(self, run_id: str, error: str) -> None:
         with self._done:
@@ -106,6 +115,8 @@ class _Channel:
     def __init__(self, answer: Callable[[str, str], None]) -> None:
         self._answer, self._outstanding, self._lock = answer, 0, threading.Lock()
         self._queue: queue.Queue = queue.Queue()  # jobs for the feeder; None ends it
+        self._idle = threading.Semaphore(1)  # one job in the process at a time: the rest
+        self._dead = False  # stay queued, where `take_queued` can still move them
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hpstudy.writer"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's to handle
@@ -127,6 +138,16 @@ class _Channel:
             self._outstanding += 1
         self._queue.put((job, data))  # the feeder thread writes it to the pipe
 
+    def take_queued(self) -> list[tuple[RunEnd, bytes]]:
+        """The jobs not yet fed to the process, taken back."""
+        taken = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                taken.append(self._queue.get_nowait())
+        with self._lock:
+            self._outstanding -= len(taken)
+        return taken
+
     def alive(self) -> bool:
         return self._process.poll() is None
 
@@ -138,8 +159,13 @@ class _Channel:
         self._reader.join()
 
     def _feed(self, jobs: BinaryIO) -> None:
-        """Write queued jobs into the pipe (blocking here, not in the training loop)."""
-        while (item := self._queue.get()) is not None:
+        """Write queued jobs into the pipe, each once the last is answered (blocking here,
+        not in the training loop)."""
+        while True:
+            if not self._dead:
+                self._idle.acquire()
+            if (item := self._queue.get()) is None:
+                break
             job, data = item
             try:
                 jobs.write(data)
@@ -157,6 +183,9 @@ class _Channel:
             except (EOFError, OSError, pickle.UnpicklingError):
                 break
             self._done(run_id, error)
+            self._idle.release()
+        self._dead = True  # the process ended: the feeder writes what is left itself
+        self._idle.release()
 
     def _done(self, run_id: str, error: str) -> None:
         with self._lock:
