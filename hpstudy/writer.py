@@ -96,8 +96,8 @@ class Writer:
         while (len(self._channels) < self._limit
                and len(queued) >= BACKLOG * (len(self._channels) + 1)):
             self._start()
-        for job, data in queued:
-            min(self._channels, key=lambda c: c.outstanding).put(job, data)
+        for job, data in queued:  # to a live process with the fewest jobs
+            min(self._channels, key=lambda c: (not c.alive(), c.outstanding)).put(job, data)
 
     def _start(self) -> None:
         self._channels.append(_Channel(self._answer))
