@@ -286,6 +286,8 @@ class Tracker:
                     description="held while hpstudy selects a champion; deleted after")
                 break
             except MlflowException as error:
+                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    continue  # held at our insert, released before MLflow looked it up: again
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             self._break_stale_lock(lock)

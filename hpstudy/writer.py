@@ -73,8 +73,8 @@ class Writer:
         with self._done:
             while len(self._answers) < self._submitted:
                 if not self._done.wait(timeout=1.0) and not any(
-                        c.alive() and c.outstanding for c in self._channels):
-                    break  # the writers died mid-job: report the missing answers below
+                        c.busy() for c in self._channels):
+                    break  # a writer died mid-job: report the missing answers below
             answers, self._answers = self._answers, []
         missing = self._submitted - len(answers)
         self._submitted = 0
@@ -117,6 +117,7 @@ class _Channel:
         self._queue: queue.Queue = queue.Queue()  # jobs for the feeder; None ends it
         self._idle = threading.Semaphore(1)  # one job in the process at a time: the rest
         self._dead = False  # stay queued, where `take_queued` can still move them
+        self._in_process = 0  # jobs written to the process and not answered (lost if it dies)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "hpstudy.writer"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's to handle
@@ -151,6 +152,12 @@ class _Channel:
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    def busy(self) -> bool:
+        """Whether jobs given to this channel will still be answered: any while the process
+        lives; once it has died, those its feeder now writes itself."""
+        with self._lock:
+            return self._outstanding > (self._in_process if self._dead else 0)
+
     def stop(self) -> None:
         """End the process once it has written what it was given."""
         self._queue.put(None)
@@ -168,9 +175,13 @@ class _Channel:
                 break
             job, data = item
             try:
+                with self._lock:
+                    self._in_process += 1
                 jobs.write(data)
                 jobs.flush()
             except OSError:  # the writer died: write it from this thread instead
+                with self._lock:
+                    self._in_process -= 1
                 self._done(job.run_id, _write(job))
         with contextlib.suppress(OSError):
             jobs.close()
@@ -182,6 +193,8 @@ class _Channel:
                 run_id, error = pickle.load(answers)
             except (EOFError, OSError, pickle.UnpicklingError):
                 break
+            with self._lock:
+                self._in_process -= 1
             self._done(run_id, error)
             self._idle.release()
         self._dead = True  # the process ended: the feeder writes what is left itself

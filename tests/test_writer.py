@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -52,6 +53,35 @@ def test_jobs_queued_at_the_end_are_spread_over_a_second_writer_and_all_written(
     for run_id in runs:
         assert tracker.client.get_run(run_id).info.status == "FINISHED"
         assert CURVES_PNG in {a.path for a in tracker.client.list_artifacts(run_id)}
+
+
+def test_a_writer_killed_mid_job_neither_hangs_the_study_nor_loses_the_queued_jobs(stores):
+    tracker = Tracker(stores.tracking_uri, "writer")
+    first, *runs = [tracker.start_run(f"run {i}") for i in range(4)]
+    writer = Writer(processes=1)
+
+    def end(run_id):
+        writer.submit(RunEnd(stores.tracking_uri, run_id, "FINISHED", {},
+                             ((CURVES_PNG, plots.curves, (HISTORY, run_id)),)))
+
+    end(first)
+    deadline = time.monotonic() + 120
+    while tracker.client.get_run(first).info.status != "FINISHED":  # the writer is up
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for run_id in runs:
+        end(run_id)
+    child = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "hpstudy.writer"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    os.kill(int(child[0]), signal.SIGKILL)  # while it draws the next job
+    failures = writer.close()  # returns: no waiting on a dead process
+    finished = [r for r in runs if tracker.client.get_run(r).info.status == "FINISHED"]
+    assert len(finished) >= 2  # only the job inside the dead process can be lost: the
+    assert all(CURVES_PNG in {a.path for a in tracker.client.list_artifacts(r)}  # queued
+               for r in finished)  # ones were written by the study's own process
+    lost = len(runs) - len(finished)  # and a lost one is reported, never silently dropped
+    assert failures == ([f"{lost} run(s): the writer process ended before writing them"]
+                        if lost else [])
 
 
 def figures_of_every_ended_trial(folder, name: str) -> None:
