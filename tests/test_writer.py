@@ -126,3 +126,31 @@ def test_nothing_is_lost_when_the_study_is_interrupted(tmp_path, write_study):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     figures_of_every_ended_trial(tmp_path, "tiny")
+
+
+def test_killing_the_writer_during_a_study_loses_no_trial_and_leaves_no_run_open(
+        tmp_path, write_study):
+    path = write_study(replace={"trials = 3": "trials = 12"})
+    process = subprocess.Popen([sys.executable, "-m", "hpstudy", "optimize", "--study",
+                                str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    killed, deadline = None, time.monotonic() + 180
+    while killed is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)  # the writer process starts with the first trial's end
+        found = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "hpstudy.writer"],
+                               capture_output=True, text=True).stdout.split()
+        if found:
+            killed = int(found[0])
+            os.kill(killed, signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert killed is not None, "the writer never started"
+    assert process.returncode == 0, err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/mlruns/optuna.db")
+    assert len(study.trials) == 12  # every trial ran and was told
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}  # none left RUNNING
+    assert "Champion" in out
+
