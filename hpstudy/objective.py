@@ -52,6 +52,7 @@ from hpstudy.train import (
     fit,
     fit_seeds,
     mean_epoch,
+    seeded,
 )
 from hpstudy.writer import Writer
 
@@ -115,8 +116,7 @@ def seeded_network(config: StudyConfig, data: Dataset, hp: dict[str, Any],
                    device: torch.device, seed: int) -> torch.nn.Module:
     """A trial's initial network for `seed` (same seed, same weights); the process's RNG
     left alone."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         return build_network(config, data, hp)
 
 
@@ -124,8 +124,7 @@ def train_network(config: StudyConfig, data: Dataset, hp: dict[str, Any], device
                   model: torch.nn.Module, on_epoch: Callable[[EpochMetrics], None] | None = None
                   ) -> list[EpochMetrics]:
     """Train a one-seed trial's network as `fit` does; its history."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.train.seed)  # dropout draws: seeded, the process's untouched
+    with seeded(device, config.train.seed):  # dropout draws: seeded, the process's untouched
         return fit(model, data, recipe(config, hp), device, on_epoch)
 
 

@@ -26,7 +26,7 @@ from hpstudy.runner import load_data, resolve_device
 from hpstudy.space import Value
 from hpstudy.study import load_existing
 from hpstudy.tracking import PARAM_LIMIT, LoggedRun, read_run, read_text
-from hpstudy.train import Diverged, EpochMetrics, mean_epoch
+from hpstudy.train import Diverged, EpochMetrics, leave_a_core, mean_epoch
 
 TOLERANCE = 1e-6  # relative: on the same device a re-run gives the same floats
 EXIT_NOT_REPRODUCED = 5  # `hpstudy reproduce`: the re-run's validation loss differs
@@ -87,7 +87,7 @@ def reproduce(study: str, trial: int, storage_url: str, tracking_uri: str,
     hp = hyperparameters(config, trial_values(config, run))
     logged_device = run.params.get("device", "cpu")
     where = resolve_device(device or _here(logged_device.split(" ")[0]))
-    _train_like_optimize(where)
+    leave_a_core(where)  # as many CPU threads as a one-process `optimize` trains on
     data = load_data(config, data_dir).for_training(where)
     epochs = max(logged)
     history = rerun(config, data, hp, where, epochs)
@@ -200,13 +200,6 @@ class _Enough(Exception):
 def _here(name: str) -> str:
     """The trial's device if this machine has it, else the CPU."""
     return name if name == "cpu" or torch.cuda.is_available() else "cpu"
-
-
-def _train_like_optimize(device: torch.device) -> None:
-    """As many CPU threads as a one-process `optimize` trains on (runner._leave_a_core)."""
-    from hpstudy.runner import _leave_a_core
-
-    _leave_a_core(device)
 
 
 def describe(comparison: Comparison) -> str:

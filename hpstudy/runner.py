@@ -8,7 +8,6 @@ bad input writes nothing; `optimize` and `work` then execute a plan.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from hpstudy.select import (
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.study import load_existing, open_study
 from hpstudy.tracking import FAILED, FINISHED, KILLED, Tracker
-from hpstudy.train import describe_device, pick_device
+from hpstudy.train import describe_device, leave_a_core, pick_device
 from hpstudy.writer import Writer
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -213,7 +212,7 @@ def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str
     interrupt goes on. The background writer is flushed before this returns, always.
     """
     on_device = plan.data.for_training(plan.torch_device)  # once per call, not once per trial
-    _leave_a_core(plan.torch_device)
+    leave_a_core(plan.torch_device)
     writer = Writer()
     objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device, writer)
     guard = FailureGuard(plan.config.max_failures)
@@ -231,18 +230,6 @@ def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str
     finally:
         failures = writer.close()
     return guard.message, failures
-
-
-def _leave_a_core(device: torch.device) -> None:
-    """Train on all cores but one: the background writer draws figures on that one.
-
-    Measured on the 2-core CPU: a 20-trial digits study took 23.6 s with one training
-    thread and the writer beside it, 25.6 s with two threads and figures drawn inline,
-    32.1 s with two threads competing with the writer (README 'Measured'). An explicit
-    OMP_NUM_THREADS (as `--jobs` sets for its workers) is left as it is.
-    """
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(min(torch.get_num_threads(), max(1, (os.cpu_count() or 2) - 1)))
 
 
 def _worker_args(plan: Plan, parent_id: str) -> list[str]:

@@ -6,7 +6,9 @@ on the device and read back once per epoch (one host synchronisation per epoch).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -96,6 +98,18 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_e
         return lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total,
                                        cycle_momentum=False)
     raise ValueError(f"unknown schedule {recipe.schedule!r}; expected one of {SCHEDULES}")
+
+
+def leave_a_core(device: torch.device) -> None:
+    """Train on all cores but one: the background writer draws figures on that one.
+
+    Measured on the 2-core CPU: a 20-trial digits study took 23.6 s with one training
+    thread and the writer beside it, 25.6 s with two threads and figures drawn inline,
+    32.1 s with two threads competing with the writer (README 'Measured'). An explicit
+    OMP_NUM_THREADS (as `--jobs` sets for its workers) is left as it is.
+    """
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(min(torch.get_num_threads(), max(1, (os.cpu_count() or 2) - 1)))
 
 
 def loss_and_hits(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,6 +212,20 @@ def mean_epoch(seeds: Sequence[EpochMetrics]) -> EpochMetrics:
                         sum(m.val_seconds for m in seeds), mean("grad_norm"))
 
 
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Inside: torch's RNG seeded with `seed`; after: the process's RNG (the CPU's and this
+    CUDA device's) as it was before."""
+    with torch.random.fork_rng(devices=_cuda(device)):
+        torch.manual_seed(seed)
+        yield
+
+
+def _cuda(device: torch.device) -> list[torch.device]:
+    """The CUDA devices whose RNG training on `device` draws from."""
+    return [device] if device.type == "cuda" else []
+
+
 def fit_seeds(models: Sequence[nn.Module], data: Dataset, recipes: Sequence[Recipe],
               device: torch.device,
               on_epoch: Callable[[list[EpochMetrics]], None] | None = None
@@ -211,7 +239,7 @@ def fit_seeds(models: Sequence[nn.Module], data: Dataset, recipes: Sequence[Reci
     raise to stop them all. Raises Diverged (with the mean over seeds of each epoch) when
     any seed's loss stops being finite.
     """
-    cuda = [device] if device.type == "cuda" else []
+    cuda = _cuda(device)
     histories: list[list[EpochMetrics]] = [[] for _ in models]
     with torch.random.fork_rng(devices=cuda):
         runs, states = [], []
