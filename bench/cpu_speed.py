@@ -31,13 +31,10 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
-import math
 import os
-import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +47,7 @@ import optuna
 import torch
 from mlflow import MlflowClient
 from peer import EVAL_BATCH, Setup, Space, StudyResult, run_study  # bench/peer.py: the plain way
+from provenance import finite, machine, versions  # bench/provenance.py
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
@@ -99,41 +97,6 @@ QUICK_TRIALS, QUICK_EPOCHS = 2, 2  # --quick: enough to see that everything runs
 
 
 # ------------------------------------------------------------------------- the machine
-
-
-def machine() -> dict[str, Any]:
-    """The CPU, cores, GPU and thread settings this run had."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-             if line.startswith("model name")]
-    return {"cpu": names[0] if names else platform.processor() or "unknown",
-            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU",
-            "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "platform": platform.platform()}
-
-
-def versions() -> dict[str, Any]:
-    """Python and the libraries both sides use; hpstudy's commit and whether it was edited."""
-    found = {"python": platform.python_version()}
-    for name in ("torch", "optuna", "optuna-integration", "mlflow", "hpstudy"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    root = Path(__file__).resolve().parent.parent
-    try:
-        git = ["git", "-C", str(root)]
-        found["hpstudy_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], check=True,
-                                                 capture_output=True, text=True).stdout.strip()
-        found["hpstudy_edited"] = bool(subprocess.run(
-            [*git, "status", "--porcelain", "hpstudy"], check=True, capture_output=True,
-            text=True).stdout.strip())  # uncommitted changes in the package measured
-    except (OSError, subprocess.CalledProcessError):
-        found["hpstudy_commit"] = None
-    return found
 
 
 def cpu_seconds() -> float:
@@ -593,7 +556,8 @@ def main() -> None:
     results: dict[str, Any] = {
         "benchmark": "cpu_speed", "command": shlex.join(sys.orig_argv), "cwd": os.getcwd(),
         "date_utc": now.isoformat(timespec="seconds"), "device": machine(),
-        "versions": versions(), "load_average_at_start": os.getloadavg(),
+        "versions": versions(("torch", "optuna", "optuna-integration", "mlflow")),
+        "load_average_at_start": os.getloadavg(),
         "order": "per case: peer, then hpstudy (hpstudy first where it vectorises), then the "
                  "bare loop; cases one after another; nothing runs concurrently",
         "quick": args.quick}
@@ -611,16 +575,6 @@ def main() -> None:
     out.write_text(json.dumps(finite(results), indent=1, allow_nan=False))
     print(f"\nwrote {out}")
 
-
-def finite(value: Any) -> Any:
-    """`value` for strict JSON: NaN and infinities become null, other objects their text."""
-    if isinstance(value, dict):
-        return {str(k): finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value if value is None or isinstance(value, bool | int | str) else str(value)
 
 
 if __name__ == "__main__":

@@ -42,13 +42,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +55,7 @@ from typing import Any
 
 import optuna
 import torch
+from provenance import finite, machine, versions  # bench/provenance.py
 
 from hpstudy.config import StudyConfig, load_study
 from hpstudy.data import Dataset
@@ -95,38 +93,6 @@ MAX_TRIALS = 1000  # TPE studies stop on their epoch budget, long before this
 
 
 # ------------------------------------------------------------------------- the machine
-
-
-def machine() -> dict[str, Any]:
-    """The CPU, cores, GPU and threads this run had."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-             if line.startswith("model name")]
-    return {"cpu": names[0] if names else platform.processor() or "unknown",
-            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU",
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "platform": platform.platform()}
-
-
-def versions() -> dict[str, Any]:
-    """Python, the libraries, and hpstudy's commit (and whether its package was edited)."""
-    found: dict[str, Any] = {"python": platform.python_version()}
-    for name in ("torch", "optuna", "mlflow", "hpstudy"):
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
-    try:
-        found["hpstudy_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], check=True,
-                                                 capture_output=True, text=True).stdout.strip()
-        found["hpstudy_edited"] = bool(subprocess.run(
-            [*git, "status", "--porcelain", "hpstudy"], check=True, capture_output=True,
-            text=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        found["hpstudy_commit"] = None
-    return found
 
 
 # ------------------------------------------------------------------------- the studies
@@ -190,13 +156,13 @@ def trial_rows(study: optuna.Study, began: datetime.datetime) -> list[dict[str, 
         record = trial.user_attrs.get(ATTR) or {}
         epochs = len(trial.intermediate_values)
         spent += epochs
-        finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+        seen = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
         rows.append({
             "trial": trial.number, "params": trial.params,
             "state": record.get("state") or trial.state.name.lower(),
             "value": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
             "val_acc": record.get("val_acc"), "epochs": epochs,
-            "epochs_so_far": spent, "lowest_epoch_val_loss": min(finite) if finite else None,
+            "epochs_so_far": spent, "lowest_epoch_val_loss": min(seen) if seen else None,
             "seconds": trial.duration.total_seconds() if trial.duration else None,
             "seconds_since_start": (trial.datetime_complete - began).total_seconds()})
     return rows
@@ -275,17 +241,6 @@ def table(runs: list[dict[str, Any]], third: float) -> str:
             f"{fmt(s['champion_test_acc'], '.2%'):>9}  {reach:>13}  "
             f"{fmt(s['best_within_one_third'], '.4f'):>16}  {params}")
     return "\n".join(lines)
-
-
-def finite(value: Any) -> Any:
-    """`value` for strict JSON: NaN and infinities become null, other objects their text."""
-    if isinstance(value, dict):
-        return {str(k): finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value if value is None or isinstance(value, bool | int | str) else str(value)
 
 
 # ------------------------------------------------------------------------- main

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from provenance import finite  # bench/provenance.py
 
 from hpstudy.config import find_study
 from hpstudy.record import TrialRecord
@@ -144,17 +145,6 @@ def run_study(study: str, data_dir: str, extra: list[str], limit: float | None) 
     return entry
 
 
-def _finite(value: Any) -> Any:
-    """`value` with NaN and infinities as None, so the JSON is strict (no `NaN` tokens)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def _text(raw: bytes | str | None) -> str:
     """Output captured before a timeout, as text."""
     return raw.decode(errors="replace") if isinstance(raw, bytes) else raw or ""
@@ -224,7 +214,7 @@ def main() -> None:
             "bench_command": command, "device": result["device"]}
         result["studies"].append(entry)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
+        out.write_text(json.dumps(finite(result), indent=2, allow_nan=False) + "\n")
         champion = entry.get("champion") or {}
         print(f"{study:<22} exit {entry['exit_code']}  {entry['wall_seconds']:8.1f} s  "
               f"{entry.get('trials_run')} trials {entry.get('states')}  "
