@@ -11,10 +11,15 @@ ENV PYTHONUNBUFFERED=1 \
     HPSTUDY_DATA_DIR=/data
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
-COPY hpstudy ./hpstudy
-COPY studies ./studies
-RUN pip install -e '.[postgres]' && hpstudy --version
+# installed as a package (not editable, studies inside it), then the source is removed
+COPY pyproject.toml README.md LICENSE /tmp/src/
+COPY hpstudy /tmp/src/hpstudy
+COPY studies /tmp/src/studies
+RUN pip install '/tmp/src[postgres]' && rm -rf /tmp/src && hpstudy --version \
+    && useradd --create-home --uid 1000 hpstudy \
+    && mkdir -p /app/mlruns /data /mlartifacts \
+    && chown hpstudy:hpstudy /app /app/mlruns /data /mlartifacts  # compose.yaml: mlartifacts
+USER hpstudy
 
 # results (MLflow store, artifacts, Optuna studies) and datasets live outside the image
 VOLUME ["/app/mlruns", "/data"]

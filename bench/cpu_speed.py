@@ -51,14 +51,14 @@ from provenance import finite, machine, versions  # bench/provenance.py
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from hpstudy.config import StudyConfig, load_study
 from hpstudy.data import Dataset
 from hpstudy.errors import UserError
 from hpstudy.models import build_model
-from hpstudy.record import ATTR
-from hpstudy.runner import Outcome, Stores, load_data, optimize, plan
-from hpstudy.tracking import quiet
-from hpstudy.train import evaluate
+from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
+from hpstudy.search.record import ATTR
+from hpstudy.spec.study_file import StudyConfig, load_study
+from hpstudy.tracking.runs import quiet
+from hpstudy.train.loop import evaluate
 
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 BARE_SECONDS = 1.0  # time each bare-loop shape for at least this long (0.2 with --quick)

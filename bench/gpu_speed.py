@@ -37,13 +37,14 @@ from peer import plain_epoch, plain_validate  # bench/peer.py: the plain loops, 
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from hpstudy.config import BUNDLED_STUDIES_DIR, load_study
 from hpstudy.data import load as load_dataset
 from hpstudy.models import DataShape, build_model
-from hpstudy.record import ATTR
-from hpstudy.runner import Stores, optimize, plan
-from hpstudy.tracking import quiet
-from hpstudy.train import Recipe, fit, pick_device
+from hpstudy.run.optimize import Stores, optimize, plan
+from hpstudy.search.record import ATTR
+from hpstudy.spec.finding import BUNDLED_STUDIES_DIR
+from hpstudy.spec.study_file import load_study
+from hpstudy.tracking.runs import quiet
+from hpstudy.train.loop import Recipe, fit, pick_device
 
 EPOCH_IMAGES = 50_000  # the issue's unit: one pass over CIFAR-10's training images
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # CIFAR-10, [0, 1] units

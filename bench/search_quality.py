@@ -57,12 +57,12 @@ import optuna
 import torch
 from provenance import finite, machine, versions  # bench/provenance.py
 
-from hpstudy.config import StudyConfig, load_study
 from hpstudy.data import Dataset
 from hpstudy.errors import UserError
-from hpstudy.record import ATTR
-from hpstudy.runner import Outcome, Stores, load_data, optimize, plan
-from hpstudy.tracking import quiet
+from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
+from hpstudy.search.record import ATTR
+from hpstudy.spec.study_file import StudyConfig, load_study
+from hpstudy.tracking.runs import quiet
 
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 STUDY = "mlp_mnist"  # report 004's study file

@@ -38,9 +38,9 @@ from typing import Any
 import optuna
 from provenance import finite  # bench/provenance.py
 
-from hpstudy.config import find_study
-from hpstudy.record import TrialRecord
-from hpstudy.tracking import registered_version
+from hpstudy.search.record import TrialRecord
+from hpstudy.spec.finding import find_study
+from hpstudy.tracking.artifacts import registered_version
 
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 
@@ -117,11 +117,16 @@ def _number(text: str | None) -> float | None:
     return None if math.isnan(value) else value
 
 
+def portable(text: str, data_dir: str) -> str:
+    """`text` with this machine's data folder written as DIR/<its name> (results travel)."""
+    return text.replace(str(Path(data_dir)), f"DIR/{Path(data_dir).name}")
+
+
 def run_study(study: str, data_dir: str, extra: list[str], limit: float | None) -> dict[str, Any]:
     """One `hpstudy optimize` in a fresh folder: its command, wall time and results."""
     command = [sys.executable, "-m", "hpstudy", "optimize", "--study", study,
                "--data-dir", data_dir, *extra]
-    shown = "hpstudy optimize " + shlex.join(command[4:])
+    shown = portable("hpstudy optimize " + shlex.join(command[4:]), data_dir)
     entry: dict[str, Any] = {"study": study, "command": shown, "planned": planned(study),
                              "started": _now(), "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix=f"seed-{study}-") as folder:
@@ -167,8 +172,8 @@ def code_version() -> dict[str, str]:
                               check=False).stdout.strip()
 
     if (root / "COMMIT").is_file():  # a snapshot: git archive COMMIT | tar -x -C DIR
-        return {"hpstudy": str(root), "commit": (root / "COMMIT").read_text().strip()}
-    return {"hpstudy": str(root), "commit": git("rev-parse", "HEAD"),
+        return {"commit": (root / "COMMIT").read_text().strip()}
+    return {"commit": git("rev-parse", "HEAD"),
             "local_changes": git("status", "--porcelain", "--", "hpstudy", "studies")}
 
 
@@ -198,7 +203,7 @@ def main() -> None:
     jobs = per_study(args.jobs, "--jobs")
     today = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"seed_results-{today}.json"
-    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    command = portable(shlex.join([Path(sys.executable).name, *sys.argv]), args.data_dir)
     result: dict[str, Any] = {"bench": "seed_results", "date": today, "device": device(),
                               "commands": [], "studies": []}
     if out.exists():  # the day's earlier calls: kept, but for the studies named again

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from hpstudy import data as datasets
-from hpstudy.batched import Stack, train_group
-from hpstudy.config import ModelConfig
 from hpstudy.data.digits import DigitsOptions
 from hpstudy.models import MLPOptions, build_model
-from hpstudy.train import Recipe, fit
+from hpstudy.spec.study_file import ModelConfig
+from hpstudy.train.batched import Stack, train_group
+from hpstudy.train.loop import Recipe, fit
 
 
 def network(data: datasets.Dataset, width: int, depth: int) -> torch.nn.Module:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpstudy import __version__, interrupts
+from hpstudy import __version__
 from hpstudy.errors import NoChampion, UserError
+from hpstudy.report.terminal import repairs, selection_lines, summary, trial_line
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from hpstudy.summary import repairs, selection_lines, summary, trial_line
+from hpstudy.train import interrupts
 
 if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands that use them
     import optuna
     from optuna.trial import FrozenTrial
     from tqdm import tqdm
 
-    from hpstudy.config import StudyConfig
-    from hpstudy.runner import Plan
+    from hpstudy.run.optimize import Plan
+    from hpstudy.spec.study_file import StudyConfig
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_NO_CHAMPION = 3  # the study ran, but no trial qualifies as champion
@@ -36,17 +36,17 @@ def _load(args: argparse.Namespace) -> StudyConfig:
     """The `--study` file with its `--set` overrides, checked before torch or MLflow is imported."""
     import optuna  # checking [sampler] and [pruner] builds them, and a sampler may log
 
-    from hpstudy.config import load_study
+    from hpstudy.spec.study_file import load_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return load_study(args.study, args.overrides)
+    return load_study(args.study, args.overrides, getattr(args, "enqueue", ()))
 
 
 def _plan(args: argparse.Namespace) -> Plan:
     """The checked plan of an `optimize` or `worker` call: bad input stops here, silently."""
     config = _load(args)  # first: the runner imports torch and MLflow, which take seconds
     _check_flags(args)  # so are the stores, the device's name and --jobs
-    from hpstudy.runner import Stores, plan
+    from hpstudy.run.optimize import Stores, plan
 
     _quiet_mlflow()
     return plan(config, Stores(args.storage, args.tracking_uri), args.trials, args.timeout,
@@ -56,14 +56,12 @@ def _plan(args: argparse.Namespace) -> Plan:
 def _check_flags(args: argparse.Namespace) -> None:
     """The flags that need no torch: store URLs, the device's spelling, --jobs (plan re-checks)."""
     from hpstudy import storage
+    from hpstudy.run import flags
 
     storage.check_storage(args.storage, create=args.create)
     storage.check_tracking(args.tracking_uri, create=args.create)
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
-        raise UserError(f"--device {args.device}: not a device; expected auto, cpu, cuda or "
-                        "cuda:N (e.g. cuda:0).")
-    if args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: expected an integer >= 1.")
+    flags.check_device_name(args.device)
+    flags.check_jobs(args.jobs)
 
 
 def _progress(plan: Plan, command: str) -> tqdm:
@@ -92,7 +90,7 @@ def _on_trial(bar: tqdm) -> Callable[[optuna.Study, FrozenTrial], None]:
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Run trials of a study, log them to MLflow, and select the champion."""
     plan = _plan(args)  # checks the study file before the runner is imported
-    from hpstudy.runner import optimize
+    from hpstudy.run.optimize import optimize
 
     with _progress(plan, "Study") as bar:
         outcome = optimize(plan, _on_trial(bar))
@@ -105,7 +103,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Join a study as one more worker (this machine or another): run trials, no selection."""
     plan = _plan(args)  # checks the study file before the runner is imported
-    from hpstudy.runner import work
+    from hpstudy.run.optimize import work
 
     if args.quiet:  # under `optimize --jobs`: the parent shows the progress
         outcome = work(plan, None, args.parent_run, args.worker_index)
@@ -126,7 +124,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     """Choose the champion again among all trials of a study."""
     config = _load(args)  # first: the runner imports torch and MLflow, which take seconds
-    from hpstudy.runner import Stores, select_only
+    from hpstudy.run.optimize import Stores, select_only
 
     _quiet_mlflow()
     stores = Stores(args.storage, args.tracking_uri)
@@ -138,7 +136,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
-    from hpstudy.tracking import model_folder, registered_version, serve_command
+    from hpstudy.tracking.artifacts import model_folder, registered_version, serve_command
 
     _quiet_mlflow()
     name = Path(args.study).stem
@@ -156,8 +154,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict the class of image files with the champion, locally."""
-    from hpstudy.predictor import IMAGE_FIELD
-    from hpstudy.tracking import load_predictor
+    from hpstudy.serve.predictor import IMAGE_FIELD
+    from hpstudy.tracking.artifacts import load_predictor
 
     _quiet_mlflow()
     missing = [f for f in args.images if not Path(f).is_file()]
@@ -177,7 +175,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
     """List a study's trials (state, validation loss, parameters) without running any."""
     config = _load(args)
     _check_flags(args)
-    from hpstudy.overview import trial_rows
+    from hpstudy.report.publish import trial_rows
 
     table = trial_rows(config.name, args.storage)
     if args.csv:
@@ -194,8 +192,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the study's HTML report: best trials, the study's plots, the champion."""
     config = _load(args)
     _check_flags(args)
-    from hpstudy.overview import write_report
-    from hpstudy.runner import load_data
+    from hpstudy.report.publish import write_report
+    from hpstudy.run.optimize import load_data
 
     _quiet_mlflow()
     try:
@@ -212,7 +210,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Re-run one trial from its MLflow record and compare its validation loss per epoch."""
-    from hpstudy.reproduce import EXIT_NOT_REPRODUCED, describe, reproduce
+    from hpstudy.run.reproduce import EXIT_NOT_REPRODUCED, describe, reproduce
 
     _quiet_mlflow()
     comparison = reproduce(Path(args.study).stem, args.trial, args.storage, args.tracking_uri,
@@ -223,21 +221,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Show the studies, datasets and architectures hpstudy knows."""
-    from hpstudy.config import list_studies
-    from hpstudy.data import DATASETS
-    from hpstudy.models import MODELS
+    from hpstudy.report.listing import catalogue, study_keys
 
-    print("Studies (hpstudy optimize --study NAME):")
-    for name, description in list_studies():
-        print(f"  {name:<24} {description}")
-    print("\nDatasets ([data] name):")
-    for name, spec in DATASETS.items():
-        print(f"  {name:<24} {spec.description}")
-    print("\nArchitectures ([model] architecture):")
-    for name, arch in MODELS.items():
-        print(f"  {name:<24} width: {arch.width}\n  {'':<24} depth: {arch.depth}\n"
-              f"  {'':<24} model keys ([model], or searched in [search]): "
-              f"{', '.join(arch.takes()) or 'none'}")
+    print(study_keys(_load(args)) if args.study else catalogue())
     return EXIT_OK
 
 
@@ -281,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "small networks; default: 1, in this process)")
         p.add_argument("--create", action="store_true",
                        help="allow a new sqlite store in a folder that does not exist yet")
+        p.add_argument("--enqueue", action="append", default=[], metavar="KEY=VALUE,...",
+                       help="a point to try before the sampler's, e.g. lr=0.1,width=64 "
+                       "(repeatable; like [[enqueue]] in the study file, once per study)")
 
     p = commands.add_parser("optimize", help=cmd_optimize.__doc__,
                             description=cmd_optimize.__doc__ + " Running it again continues "
@@ -329,10 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "5 not reproduced.")
     p.add_argument("--study", required=True, metavar="NAME", help="the study's name")
     p.add_argument("--trial", type=int, required=True, metavar="N", help="the trial's number")
-    for flag, default, what in (("--storage", DEFAULT_STORAGE, "Optuna storage URL"),
-                                ("--tracking-uri", DEFAULT_TRACKING_URI, "MLflow tracking URI")):
-        p.add_argument(flag, default=default, metavar=flag[-3:].upper(),
-                       help=f"{what} (default: %(default)s)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
+                   help="Optuna storage URL (default: %(default)s)")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, metavar="URI",
+                   help="MLflow tracking URI (default: %(default)s)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset's files")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda or cuda:N (default: the "
                    "device the trial ran on if this machine has it, else cpu)")
@@ -358,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_predict)
 
     p = commands.add_parser("list", help=cmd_list.__doc__, description=cmd_list.__doc__)
+    p.add_argument("--study", metavar="NAME", help="instead: the [data] and [model] keys this "
+                   "study's dataset and network take (your own network's too), with its values")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_list)
     return parser
 
@@ -375,7 +368,7 @@ def _quiet() -> None:
 
 def _quiet_mlflow() -> None:
     """MLflow speaks only when something is wrong; call it after MLflow is imported."""
-    from hpstudy.tracking import quiet
+    from hpstudy.tracking.runs import quiet
 
     quiet()
 
@@ -401,3 +394,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nhpstudy: interrupted. Finished trials are saved and the interrupted ones are "
               "queued again; run the same command to continue the study.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `hpstudy list | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpstudy.runner import Stores
+from hpstudy.run.optimize import Stores
 
 TINY_STUDY = """
 description = "a tiny digits study for tests"
@@ -46,7 +46,7 @@ name = "none"
 
 def run_study(config, stores: Stores, **options):
     """`optimize` a study in this process: plan (every check), then run."""
-    from hpstudy.runner import optimize, plan
+    from hpstudy.run.optimize import optimize, plan
 
     return optimize(plan(config, stores, **options))
 
@@ -77,7 +77,7 @@ def write_study(tmp_path: Path):
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory: pytest.TempPathFactory):
     """A tiny real study, optimized twice (3 then 2 trials) into real sqlite stores."""
-    from hpstudy.config import load_study
+    from hpstudy.spec.study_file import load_study
 
     folder = tmp_path_factory.mktemp("finished")
     path = folder / "tiny.toml"
@@ -87,6 +87,13 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory):
     first = run_study(config, stores, trials=3, device="cpu")
     second = run_study(config, stores, trials=2, device="cpu")
     return config, stores, first, second
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the real finished study (`finished_study`) is slow: it runs two calls."""
+    for item in items:
+        if "finished_study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import torch
-from torchvision.io import encode_jpeg, encode_png
+from PIL import Image
 
 IDX_UBYTE = 0x08
 
@@ -72,9 +71,8 @@ def write_image_folders(root: Path, classes: tuple[str, ...] = ("cat", "dog", "f
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             pixels = rng.integers(0, 60, (3, side, side)) + 60 * label
-            image = torch.from_numpy(pixels.astype(np.uint8))
-            data = encode_png(image) if suffix == ".png" else encode_jpeg(image, quality=95)
-            (root / name / f"{i:04d}{suffix}").write_bytes(data.numpy().tobytes())
+            image = Image.fromarray(pixels.astype(np.uint8).transpose(1, 2, 0))
+            image.save(root / name / f"{i:04d}{suffix}", quality=95)
     return root
 
 

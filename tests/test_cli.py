@@ -58,6 +58,7 @@ def test_select_before_optimize_exits_2(write_study, stores, capsys):
     assert nothing_written(stores)
 
 
+@pytest.mark.slow
 def test_optimize_prints_a_line_per_trial_and_a_summary(write_study, stores, capsys):
     path = write_study()
     assert cli("optimize", "--study", str(path), "--trials", "2", stores=stores) == 0
@@ -107,6 +108,7 @@ def test_trials_lists_every_trial_without_running_one(finished_study, capsys):
     assert all(r["run_id"] and r["params_lr"] and r["outcome"] == "complete" for r in rows)
 
 
+@pytest.mark.slow
 def test_zero_trials_selects_and_refreshes_the_views_only(write_study, stores, capsys):
     from mlflow import MlflowClient
 
@@ -176,6 +178,7 @@ def test_missing_data_exits_2_naming_data_dir_and_writes_nothing(tmp_path, store
     assert nothing_written(stores)
 
 
+@pytest.mark.slow
 def test_data_dir_reaches_the_dataset(data_dir, stores, capsys):
     assert cli("optimize", "--study", "linear_mnist", "--trials", "1", "--data-dir", str(data_dir),
                "--set", "train.epochs=1", "--set", "data.val_size=20", "--set",
@@ -192,6 +195,7 @@ def test_asking_for_cuda_without_one_exits_2_and_writes_nothing(write_study, sto
     assert nothing_written(stores)
 
 
+@pytest.mark.slow
 def test_failed_trials_in_a_row_stop_the_call_with_exit_4(write_study, stores, capsys):
     path = write_study(replace={"width = { choices = [16, 32] }": "width = 2000000",
                                 "depth = { low = 1, high = 2 }": "depth = 2"})  # 16 TB each

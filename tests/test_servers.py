@@ -11,6 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from servers import create_database, mlflow_server, port_open, postgres_server
 
+pytestmark = pytest.mark.slow  # real processes, servers or whole studies
+
 PROC = Path("/proc")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpstudy.data.arrays import CsvOptions, NpzOptions, load_csv, load_npz, user_dataset
 from hpstudy.data.base import Dataset, Split
 from hpstudy.data.cifar10 import Cifar10Options, load_cifar10
 from hpstudy.data.digits import DigitsOptions, load_digits
@@ -26,8 +27,9 @@ from hpstudy.data.mnist import MnistOptions, load_mnist
 from hpstudy.data.mnist_sum import MnistSumOptions, load_mnist_sum
 from hpstudy.data.variants import DataOptions, apply_variants
 from hpstudy.data.xor import XorOptions, load_xor
+from hpstudy.spec import user_code
 
-__all__ = ["DATASETS", "DataOptions", "Dataset", "DatasetSpec", "Split", "load"]
+__all__ = ["DATASETS", "DataOptions", "Dataset", "DatasetSpec", "Split", "dataset", "load"]
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,25 @@ DATASETS: dict[str, DatasetSpec] = {
     "functions": DatasetSpec(load_functions, FunctionsOptions,
                              "1-D regression of sin(5 pi x)/(5 pi x), sign(sin(5 pi x)) or the "
                              "sigmoid (report 003), MSE loss; no download"),
+    "npz": DatasetSpec(load_npz, NpzOptions,
+                       "your arrays in an .npz file (path): x_train, y_train, x_test, y_test, "
+                       "optionally x_val, y_val, classes"),
+    "csv": DatasetSpec(load_csv, CsvOptions,
+                       "your table in a .csv file (path): the target column is the label "
+                       "(integers: classes) or the value to fit, the others are features"),
 }
+
+
+def dataset(name: str) -> DatasetSpec:
+    """The dataset `name`: a built-in one, or a user's data function by import path."""
+    if name in DATASETS:
+        return DATASETS[name]
+    if user_code.is_import_path(name):
+        spec = user_dataset(name)
+        return DatasetSpec(spec.load, spec.options, spec.description)
+    raise KeyError(name)
 
 
 def load(name: str, options: DataOptions, data_dir: str | Path | None = None) -> Dataset:
     """The dataset `name` with its validated options; files from `data_dir` if given."""
-    return apply_variants(DATASETS[name].load(options, data_dir), options)
+    return apply_variants(dataset(name).load(options, data_dir), options)

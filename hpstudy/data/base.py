@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 if TYPE_CHECKING:
     import torch
@@ -106,6 +106,9 @@ def input_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
     if x.dtype == torch.uint8:
         return image_stats(x)
+    if x.dim() > 2:  # float images [N, C, H, W]: per channel, as for uint8 ones
+        flat = x.double().transpose(0, 1).reshape(x.shape[1], -1)
+        return tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp_min(1e-6).tolist())
     flat = x.double().reshape(len(x), -1)
     return tuple(flat.mean(0).tolist()), tuple(flat.std(0).clamp_min(1e-6).tolist())
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from hpstudy.data.base import Dataset, from_arrays, stratified_split
 from hpstudy.data.variants import DataOptions
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 GREY_LEVELS = 16  # scikit-learn stores the digits as integers 0..16
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.variants import DataOptions
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 if TYPE_CHECKING:
     import torch

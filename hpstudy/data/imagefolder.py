@@ -19,13 +19,12 @@ from hpstudy.data.base import Dataset, Split, from_splits, holdout, with_test_se
 from hpstudy.data.locate import data_dir, missing
 from hpstudy.data.variants import DataOptions
 from hpstudy.errors import UserError
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what torchvision.io decodes on every platform
-MODES = {1: "GRAY", 3: "RGB"}  # channels -> the torchvision ImageReadMode decoding converts to
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what Pillow decodes everywhere
 LAYOUTS = ("<class>/*.jpg|png (the test set is held out of it)",
            "train/<class>/*.jpg|png and test/<class>/*.jpg|png")
 
@@ -104,19 +103,22 @@ def decode_all(root: Path, files: list[str], image_size: int, channels: int) -> 
 def decode(path: Path, image_size: int, channels: int) -> torch.Tensor:
     """One image as uint8 [C, S, S]; a UserError naming the file if it cannot be decoded."""
     import torch
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import resize, to_dtype
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        image = decode_image(torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8),
-                             mode=ImageReadMode[MODES[channels]])
-    except RuntimeError as error:
+        with Image.open(path) as opened:
+            image = opened
+            if image.mode.startswith("I"):  # 16-bit (or 32-bit) grey PNGs: the top 8 bits
+                image = Image.fromarray((np.asarray(image, np.uint32) >> 8).clip(0, 255)
+                                        .astype(np.uint8))
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            pixels = np.array(image)  # a writable copy: torch shares its memory
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise UserError(f"{path}: not a readable image ({error}). Remove or replace it.") from None
-    if image.dtype != torch.uint8:  # 16-bit PNGs
-        image = to_dtype(image, torch.uint8, scale=True)
-    if image.shape[1:] != (image_size, image_size):
-        image = resize(image, [image_size, image_size], antialias=True)
-    return image
+    return torch.from_numpy(np.ascontiguousarray(
+        pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)))
 
 
 def read_train_test(root: Path, image_size: int, channels: int

@@ -15,7 +15,7 @@ import numpy as np
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.mnist import MnistOptions, load_mnist
 from hpstudy.data.variants import DataOptions
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 CLASSES = tuple(str(total) for total in range(19))  # sums 0..18
 

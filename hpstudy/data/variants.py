@@ -12,7 +12,7 @@ import numpy as np
 
 from hpstudy.data.base import Dataset, Split, from_splits, holdout
 from hpstudy.errors import ConfigError
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 
 @dataclass(frozen=True, kw_only=True)

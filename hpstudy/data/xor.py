@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hpstudy.data.base import Dataset, Split, from_splits
 from hpstudy.data.variants import DataOptions
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 POINTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
 LABELS = (0, 1, 1, 0)  # 1 where exactly one input is 1

@@ -13,25 +13,47 @@ checks read it, and torch is imported only when a model is built.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hpstudy.errors import ConfigError
 from hpstudy.models.bn_cnn import BNCNNOptions, bn_cnn
 from hpstudy.models.cnn import CNNOptions, cnn
 from hpstudy.models.lenet5 import LeNet5Options, lenet5
 from hpstudy.models.mlp import LinearOptions, MLPOptions, linear, mlp, mlp_derives
-from hpstudy.space import PARAMS
+from hpstudy.spec import user_code
+from hpstudy.spec.space import PARAMS
 
 if TYPE_CHECKING:
     from torch import nn
 
     from hpstudy.models.layers import Normalize
 
-__all__ = ["MODELS", "SHAPE_KEYS", "Architecture", "BNCNNOptions", "CNNOptions", "DataShape",
-           "DataSpec", "LeNet5Options", "LinearOptions", "MLPOptions", "ModelSpec", "Normalize",
-           "build_model", "count_parameters", "first_layer"]
+__all__ = [
+    "MODELS",
+    "SHAPE_KEYS",
+    "Architecture",
+    "BNCNNOptions",
+    "CNNOptions",
+    "DataShape",
+    "DataSpec",
+    "LeNet5Options",
+    "LinearOptions",
+    "MLPOptions",
+    "ModelSpec",
+    "Normalize",
+    "architecture",
+    "build_model",
+    "count_parameters",
+    "first_layer",
+]
 
 SHAPE_KEYS = ("width", "depth", "dropout")  # searched in [search] for every architecture using them
 
@@ -51,6 +73,7 @@ class Architecture:
     depth: str  # what depth means
     # which of width, depth, dropout the options set instead (so they must not be searched)
     derives: Callable[[Any], dict[str, str]] = field(default=_derives_nothing)
+    source: str = ""  # the import path of a user's network ("" for the built-in ones)
 
     def option_keys(self) -> tuple[str, ...]:
         """The [model] keys beside `architecture`, in the order its options declare them."""
@@ -111,6 +134,43 @@ MODELS: dict[str, Architecture] = {
 }
 
 
+def architecture(name: str) -> Architecture:
+    """The architecture `name`: a built-in one, or a user's network by import path."""
+    if name in MODELS:
+        return MODELS[name]
+    if user_code.is_import_path(name):
+        return _user_architecture(name)
+    raise KeyError(name)
+
+
+@functools.cache
+def _user_architecture(path: str) -> Architecture:
+    """A user's network as an Architecture: its signature gives the [model] keys."""
+    key = "model.architecture"
+    target = user_code.resolve(path, key)
+    options = user_code.options_class(target, path, "model", user_code.CONTEXT + SHAPE_KEYS)
+    takes = inspect.signature(target).parameters
+    uses = frozenset(k for k in SHAPE_KEYS if k in takes)
+
+    def build(input_shape: tuple[int, ...], outputs: int, width: int, depth: int,
+              dropout: float, chosen: Any) -> list[nn.Module]:
+        from torch import nn
+
+        values = {"input_shape": tuple(input_shape), "num_outputs": outputs, "width": width,
+                  "depth": depth, "dropout": dropout} | dataclasses.asdict(chosen)
+        network = user_code.call(target, values, path, key)
+        if not isinstance(network, nn.Module):
+            raise ConfigError(key, "a callable that returns an nn.Module",
+                              f"{path} returning {type(network).__name__}",
+                              "Return the network (an nn.Module) from it.")
+        return [network]
+
+    own = "your network's `{}` parameter (searched like the built-in architectures')"
+    return Architecture(build, options, uses,
+                        own.format("width") if "width" in uses else "not used",
+                        own.format("depth") if "depth" in uses else "not used", source=path)
+
+
 def build_model(model: ModelSpec, data: DataSpec,
                 params: Mapping[str, Any] | None = None) -> nn.Sequential:
     """The network `model` behind a `Normalize` layer, shaped for `data`, set by `params`.
@@ -122,12 +182,69 @@ def build_model(model: ModelSpec, data: DataSpec,
 
     from hpstudy.models.layers import Normalize
 
-    arch, params = MODELS[model.architecture], params or {}
+    arch, params = architecture(model.architecture), params or {}
     options = dataclasses.replace(model.options, **{k: params[k] for k in arch.option_keys()
                                                     if k in params})
     width, depth, dropout = (params.get(k, PARAMS[k].default) for k in SHAPE_KEYS)
     body = arch.build(data.input_shape, data.num_outputs, width, depth, dropout, options)
     return nn.Sequential(Normalize(data.mean, data.std, data.input_shape), *body)
+
+
+def export(network: nn.Module, example: Any) -> Any:
+    """`network` (on the CPU, in eval mode) as a `torch.export` program for batches of any size
+    like `example` (a numpy batch of training-format inputs): what a logged model serves."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(network, (torch.from_numpy(example),), dynamic_shapes=({0: batch},))
+
+
+def check_network(model: ModelSpec, data: Any, params: Mapping[str, Any]) -> None:
+    """A ConfigError unless a user's network, built with `params`, maps two training inputs
+    to `num_outputs` values each and exports (`torch.export`), as the champion must."""
+    import torch
+
+    key, path = "model.architecture", model.architecture
+    with torch.random.fork_rng():
+        network = build_model(model, data, params).eval()
+    sample = data.train.x[:2]
+    try:
+        with torch.no_grad():
+            out = network(sample)
+    except Exception as error:
+        raise ConfigError(key, f"a network that takes a batch of inputs shaped "
+                          f"{tuple(sample.shape)}", path, "Its forward pass raised "
+                          f"{user_code.one_line(error)}.") from None
+    want = (len(sample), data.num_outputs)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+        given = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(key, f"outputs shaped {want} for a batch of {len(sample)} "
+                          f"({data.num_outputs} = num_outputs)", f"{path} giving {given}",
+                          "Make its last layer produce num_outputs values.")
+    try:
+        with _stderr_discarded():  # a failing export prints its graph: the message says enough
+            export(network, sample.numpy())
+    except Exception as error:
+        raise ConfigError(key, "a network torch.export can export (the champion is served "
+                          "without your code)", path, f"Exporting it raised "
+                          f"{user_code.one_line(error)} Avoid data-dependent Python control "
+                          "flow in forward().") from None
+
+
+@contextlib.contextmanager
+def _stderr_discarded() -> Iterator[None]:
+    """Inside: whatever is written to this process's stderr (Python or C++) is dropped."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(devnull):
+                yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def first_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:

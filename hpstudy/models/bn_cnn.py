@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hpstudy.tables import require
+from hpstudy.spec.tables import require
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,0 +1,89 @@
+"""What a call leaves for people to look at: the study's views, table and report, in MLflow.
+
+At the end of every `optimize` call its parent run gets the study as it stands: Optuna's
+views and the seeds' hand-drawn ones (`views`), the best parameters as params, the
+edge-of-range warnings as a tag, the trial table as `study/trials.csv` and the HTML
+report (`report`) as `study/report.html`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+
+from hpstudy.data import Dataset
+from hpstudy.report.page import render
+from hpstudy.report.views import View, best_params, edge_warnings, study_views, trials_table
+from hpstudy.run.select import CHAMPION
+from hpstudy.search.study import load_existing
+from hpstudy.spec.study_file import StudyConfig
+from hpstudy.storage import DEFAULT_TRACKING_URI
+from hpstudy.tracking.runs import Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+EDGE_TAG = "hpstudy.edge_warning"  # searched parameters whose best value sits on a bound
+REPORT_FILE, TABLE_FILE = "report.html", "trials.csv"  # under the run's study/
+
+
+def publish(study: optuna.Study, config: StudyConfig, data: Dataset | None, tracker: Tracker,
+            run_id: str) -> list[str]:
+    """Log the study's views, table and report to `run_id`; the figures that failed."""
+    views, failed = [], []
+    for view in study_views(study, config, data):
+        try:
+            if view.figure is not None:
+                view.png  # noqa: B018 - rendered once here, reused by the report
+            views.append(view)
+        except Exception as error:  # a figure is never worth losing the study's other views
+            failed.append(f"{view.filename}: {type(error).__name__}: {error}")
+    warnings = edge_warnings(study, config)
+    page = report_page(study, config, tracker, views, warnings)
+    tracker.log_study(run_id, {v.filename: v.png for v in views if v.figure is not None} | {
+        TABLE_FILE: trials_table(study).to_csv(index=False), REPORT_FILE: page},
+        best_params(study), {EDGE_TAG: "; ".join(warnings) or "none"})
+    return failed
+
+
+def report_page(study: optuna.Study, config: StudyConfig, tracker: Tracker,
+                views: list[View] | None = None, warnings: list[str] | None = None,
+                data: Dataset | None = None) -> str:
+    """The study's HTML report (views drawn now unless given)."""
+    if views is None:
+        views = study_views(study, config, data)
+    if warnings is None:
+        warnings = edge_warnings(study, config)
+    version = tracker.version_by_alias(config.name, CHAMPION)
+    return render(study, config, views, dict(version.tags) if version else None, warnings,
+                  serve_hint(config.name, tracker.uri))
+
+
+def serve_hint(name: str, tracking_uri: str) -> str:
+    """The commands that serve a study's champion and ask it for a prediction."""
+    store = "" if tracking_uri == DEFAULT_TRACKING_URI else f" --tracking-uri {tracking_uri}"
+    return (f"hpstudy serve --study {name}{store} --port 5001\n"
+            f"hpstudy predict --study {name}{store} IMAGE.png   # or locally, no server")
+
+
+def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, output: Path,
+                 data: Dataset | None) -> str | None:
+    """`hpstudy report`: the HTML page at `output`, and on the study's latest `optimize` run.
+
+    Returns that run's id (None if the study has none). Reads the study; runs nothing.
+    """
+    study = load_existing(config.name, storage_url)
+    tracker = Tracker(tracking_uri, config.name)
+    page = report_page(study, config, tracker, data=data)
+    output.write_text(page, encoding="utf-8")
+    run_id = tracker.latest_parent_run("optimize")
+    if run_id is not None:
+        tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
+    return run_id
+
+
+def trial_rows(name: str, storage_url: str) -> pd.DataFrame:
+    """`hpstudy trials`: the study's trial table, read from the Optuna storage alone."""
+    return trials_table(load_existing(name, storage_url))

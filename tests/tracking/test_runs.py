@@ -1,0 +1,57 @@
+"""MLflow: one experiment per study, runs by id, models registered once per source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hpstudy.models import DataShape, MLPOptions, build_model
+from hpstudy.spec.study_file import ModelConfig
+from hpstudy.tracking.artifacts import load_network, load_predictor
+from hpstudy.tracking.runs import Tracker
+
+
+@pytest.mark.slow
+def test_an_experiment_is_created_once_with_artifacts_beside_the_database(stores, tmp_path):
+    first = Tracker(stores.tracking_uri, "study_a")
+    again = Tracker(stores.tracking_uri, "study_a")
+    assert first.experiment_id == again.experiment_id
+    location = first.client.get_experiment(first.experiment_id).artifact_location
+    assert location == (tmp_path / "artifacts" / "study_a").as_uri()
+
+
+@pytest.mark.slow
+def test_a_deleted_experiment_is_restored(stores):
+    tracker = Tracker(stores.tracking_uri, "study_b")
+    tracker.client.delete_experiment(tracker.experiment_id)
+    again = Tracker(stores.tracking_uri, "study_b")
+    assert again.client.get_experiment(again.experiment_id).lifecycle_stage == "active"
+
+
+@pytest.mark.slow
+def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
+    tracker = Tracker(stores.tracking_uri, "study_c")
+    run_id = tracker.start_run("trial-0", params={"lr": 0.1})
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("mlp", MLPOptions()), DataShape((1, 8, 8), 10, (0.3,), (0.4,)),
+                        {"width": 8, "depth": 1})
+    example = np.zeros((2, 1, 8, 8), dtype=np.uint8)
+    uri = tracker.log_model(run_id, model, example, classes=[str(c) for c in range(10)])
+    tracker.end_run(run_id)
+    assert tracker.client.get_run(run_id).data.tags["model_uri"] == uri
+    batch = torch.randint(0, 255, (5, 1, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():  # the exported network computes what the trained one did
+        torch.testing.assert_close(load_network(uri, stores.tracking_uri)(batch),
+                                   model.eval()(batch))
+    served = load_predictor(uri, stores.tracking_uri)
+    assert served.metadata.get_input_schema().input_names() == ["image"]
+    assert served.metadata.get_output_schema().input_names() == [
+        "class_index", "class_name", "probabilities"]
+    assert served.input_example is not None  # a base64 PNG, as a client sends it
+    assert uri == f"runs:/{run_id}/model"
+    first = tracker.register("study_c", run_id, {"trial": 0})
+    assert tracker.register("study_c", run_id, {"trial": 0}) == first == "1"
+    tracker.set_alias("study_c", "champion", first)
+    assert str(tracker.version_by_alias("study_c", "champion").version) == "1"
+    assert tracker.version_by_alias("study_c", "previous") is None
