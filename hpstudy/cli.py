@@ -64,16 +64,23 @@ def _check_flags(args: argparse.Namespace) -> None:
     flags.check_jobs(args.jobs)
 
 
-def _progress(plan: Plan, command: str) -> tqdm:
-    """The header line, then a progress bar over the trials on stderr."""
+def _progress(plan: Plan, command: str, note: str = "") -> tqdm:
+    """The header line (and `note`), then a progress bar over the trials on stderr."""
     from tqdm import tqdm
 
     config = plan.config
     jobs = f", {plan.jobs} worker processes" if plan.jobs > 1 else ""
-    count = plan.trials or "as many as fit in the timeout"
-    print(f"{command} '{config.name}' ({config.path}): {count} trials of "
-          f"{config.model.architecture} on {config.data.name}, {config.train.epochs} epochs "
-          f"each{jobs}", flush=True)
+    epochs = f"{config.train.epochs} epoch{'s' if config.train.epochs != 1 else ''} each"
+    if plan.trials == 0:
+        what = "no new trials (--trials 0): repair, select and refresh the study's views"
+    else:
+        count = (f"{plan.trials} trial{'s' if plan.trials != 1 else ''}" if plan.trials
+                 else f"as many trials as fit in {plan.timeout:g} s")
+        what = (f"{count} of {config.model.architecture} on {config.data.name}, "
+                f"{epochs}{jobs}")
+    print(f"{command} '{config.name}' ({config.path}): {what}", flush=True)
+    if note:
+        print(note, flush=True)
     return tqdm(total=plan.trials, unit="trial", desc=config.name, file=sys.stderr,
                 dynamic_ncols=True)
 
@@ -92,7 +99,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     plan = _plan(args)  # checks the study file before the runner is imported
     from hpstudy.run.optimize import optimize
 
-    with _progress(plan, "Study") as bar:
+    note = ""
+    if plan.torch_device.type == "cpu" and plan.trials != 0:  # no GPU: say what it will cost
+        from hpstudy.run.estimate import estimate
+
+        cost = estimate(plan.config, plan.data, plan.torch_device, plan.trials)
+        note = cost.line() if cost else ""
+    with _progress(plan, "Study", note) as bar:
         outcome = optimize(plan, _on_trial(bar))
     print(summary(outcome, plan.config, plan.stores))
     if outcome.stopped or outcome.worker_problems:

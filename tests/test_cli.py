@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,23 @@ def test_trials_and_report_before_optimize_exit_2_and_write_nothing(write_study,
     err = capsys.readouterr().err
     assert "Run `hpstudy optimize --study tiny` first" in err and "Traceback" not in err
     assert nothing_written(stores) and not (tmp_path / "tiny-report.html").exists()
+
+
+@pytest.mark.slow
+def test_on_the_cpu_the_cost_of_an_epoch_and_of_the_plan_is_said_before_the_first_trial(
+        write_study, stores, capsys):
+    assert cli("optimize", "--study", str(write_study()), "--trials", "1", "--device", "cpu",
+               stores=stores) == 0
+    out = capsys.readouterr().out
+    estimate = next(line for line in out.splitlines() if line.startswith("Estimate on this CPU"))
+    assert re.search(r"one epoch takes [\d.]+ m?s( to [\d.]+ m?s)?; the plan of 1 trial x 3 "
+                     r"epochs, about ", estimate), estimate
+    assert out.index("Estimate on this CPU") < out.index("trial    0")
+
+
+def test_the_cost_estimate_reads_in_units_people_use():
+    from hpstudy.run.estimate import Estimate
+
+    line = Estimate("this CPU", 12.0, 180.0, trials=40, epochs=30).line()
+    assert "one epoch takes 12 s to 3 min" in line
+    assert "the plan of 40 trials x 30 epochs, about 4.0 h to 60.0 h" in line

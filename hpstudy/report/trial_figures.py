@@ -244,3 +244,28 @@ def function_fit(x: np.ndarray, target: np.ndarray, seen: Sequence[tuple[int, np
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def weight_paths(panels: Sequence[tuple[str, np.ndarray, tuple[float, float]]],
+                 epochs: np.ndarray, title: str) -> Figure:
+    """The weights' path over training (report 003, Fig 2.1.4/2.1.5), one panel per set of
+    weights: each snapshot projected on the first two principal components of all of them,
+    coloured by epoch (0 = the initial weights), start and end marked."""
+    fig = Figure(figsize=(5.2 * len(panels) + 0.8, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    shown = None
+    for ax, (name, path, explained) in zip(axes, panels, strict=True):
+        ax.plot(path[:, 0], path[:, 1], "-", color="0.6", linewidth=0.8, zorder=1)
+        shown = ax.scatter(path[:, 0], path[:, 1], c=epochs, cmap="viridis", s=14, zorder=2,
+                           vmin=0, vmax=max(float(epochs[-1]), 1e-9))
+        ax.plot(*path[0], "k^", markersize=9, label="initial weights", zorder=3)
+        ax.plot(*path[-1], "r*", markersize=13, label="final weights", zorder=3)
+        ax.set(xlabel=f"PC 1 ({100 * explained[0]:.0f}% of the variance)",
+               ylabel=f"PC 2 ({100 * explained[1]:.0f}% of the variance)", title=name)
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.colorbar(shown, ax=axes.tolist(), label="epoch", shrink=0.9)
+    fig.suptitle(f"{title}\nweight trajectory: principal components of the weights over training",
+                 fontsize=9)
+    return fig

@@ -215,7 +215,8 @@ class Objective:
         record, log = self.begin(trial)
         run_id = record.run_id
         model: torch.nn.Module | None = None
-        probe = probe_for(config.data.name, config.data.options, self.data, config.train.epochs)
+        probe = probe_for(config.data.name, config.data.options, self.data, config.train.epochs,
+                          config.model.architecture)
 
         def on_epoch(metrics: EpochMetrics) -> None:
             interrupts.checkpoint()  # a signal that came during a write stops the trial here
@@ -232,6 +233,7 @@ class Objective:
             hp = hyperparameters(config, values)
             model = self.seeded_network(hp)  # inside the try: a model too large fails alone
             self.tracker.log_params(run_id, {"n_params": count_parameters(model)})
+            probe.watch(model, math.ceil(len(self.data.train) / recipe(config, hp).batch_size))
             if config.train.seeds > 1:  # a pruned trial keeps its first seed's network
                 model = self.fit_seeds(run_id, hp, model, on_epoch)
             else:

@@ -394,7 +394,13 @@ def _with_options(table: Mapping[str, Any], section: str, key: str, registry: Ma
     name = check_type(table[key], str, f"{section}.{key}")
     if not user_code.is_import_path(name):
         one_of(name, registry, f"{section}.{key}")
-    options = build(lookup(name).options, {k: v for k, v in table.items() if k != key}, section)
+    entry = lookup(name)
+    for shape in getattr(entry, "uses", ()):  # width, depth, dropout: hpstudy's own keys
+        require(shape not in table, f"{section}.{shape}", f"{shape} in [search], where "
+                "hpstudy's own keys are set or searched", f"{shape} in [{section}]",
+                f"Move it: [search] {shape} = {table.get(shape)!r} fixes it, a range or choices "
+                "search it.")
+    options = build(entry.options, {k: v for k, v in table.items() if k != key}, section)
     cls = DataConfig if section == "data" else ModelConfig
     return cls(name, options)
 

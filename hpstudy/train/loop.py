@@ -224,6 +224,35 @@ def _epoch(model: nn.Module, train: Split, val: Split, optimizer: torch.optim.Op
                         now - started, now - validating, grad_norm)
 
 
+def step_seconds(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
+                 steps: int = 5, warmup: int = 3) -> float:
+    """Seconds one training step of `recipe.batch_size` examples takes here, after `warmup`
+    untimed ones (the first steps of a process pay for setting up); `model`'s weights are
+    put back after."""
+    model.to(device).train()
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    optimizer = make_optimizer(model, recipe)
+    batch = data.train.take(torch.arange(min(recipe.batch_size, len(data.train)))).to(device)
+    started = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            started = time.perf_counter()
+        loss, _ = loss_and_hits(model(batch.x), batch.y)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / len(batch)).backward()
+        optimizer.step()
+    _sync(device)
+    seconds = (time.perf_counter() - started) / steps
+    model.load_state_dict(saved)
+    return seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 # ------------------------------------------------------------------ one configuration, N seeds
 
 
