@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -176,7 +177,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(f"no such image file: {', '.join(missing)}")
     name = Path(args.study).stem
     model = load_predictor(f"models:/{name}@{args.alias}", args.tracking_uri)
-    table = model.predict({IMAGE_FIELD: [Path(f).read_bytes() for f in args.images]})
+    from mlflow.exceptions import MlflowException
+
+    try:
+        table = model.predict({IMAGE_FIELD: [Path(f).read_bytes() for f in args.images]})
+    except MlflowException as error:  # the model's own BadInput: which image, what was wrong
+        if error.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        row = re.match(r"image (\d+): (.*)", error.message, re.DOTALL)
+        where = args.images[int(row[1])] if row else ", ".join(args.images)
+        raise UserError(f"{where}: {row[2] if row else error.message}. Give PNG or JPEG "
+                        "files.") from None
     width = max(len(f) for f in args.images)
     for file, row in zip(args.images, table.itertuples(), strict=True):
         print(f"{file:<{width}}  class {row.class_index:>3}  {row.class_name:<12} "

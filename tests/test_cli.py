@@ -145,6 +145,13 @@ def test_predict_prints_a_class_per_image_file(finished_study, tmp_path, capsys)
     assert main(["predict", "--study", config.name, "--tracking-uri", stores.tracking_uri,
                  str(tmp_path / "missing.png")]) == 2
     assert "no such image file" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture")
+    assert main(["predict", "--study", config.name, "--tracking-uri", stores.tracking_uri,
+                 files[0], str(text)]) == 2
+    err = capsys.readouterr().err
+    assert f"{text}: not a readable PNG or JPEG file" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_serve_and_predict_without_a_store_or_a_champion_exit_2_and_write_nothing(

@@ -70,7 +70,13 @@ def _decode_file(data: bytes, row: int) -> np.ndarray:
                            f"{MAX_SIDE} on a side")
         pixels = np.asarray(image.convert("RGBA" if "A" in image.getbands() else
                                           "L" if image.mode in ("1", "L", "I;16", "I") else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except Image.DecompressionBombError:  # the header claims billions of pixels
+        raise BadInput(f"image {row}: its header claims more pixels than a picture of "
+                       f"{MAX_SIDE} on a side has; send a smaller image") from None
+    except UnidentifiedImageError:
+        raise BadInput(f"image {row}: not a readable PNG or JPEG file (not an image format "
+                       "Pillow knows)") from None
+    except (OSError, ValueError) as error:
         raise BadInput(f"image {row}: not a readable PNG or JPEG file ({error})") from None
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
@@ -127,6 +133,10 @@ def rows(model_input: Any, field: str) -> list[Any]:
         raise BadInput(f"missing field '{field}': send {{\"dataframe_records\": "
                        f"[{{\"{field}\": ...}}, ...]}} (given: {given})")
     values = list(model_input[field])
+    first = values[0] if len(values) == 1 else None
+    if isinstance(first, list | np.ndarray) and len(first) and all(
+            isinstance(v, str | bytes) for v in first):  # {"inputs": {field: ["<base64>", ...]}}
+        values = list(first)  # reaches us as one row holding the list (pixels are numbers)
     if not values:
         raise BadInput(f"empty batch: send at least one '{field}'")
     if len(values) > MAX_BATCH:

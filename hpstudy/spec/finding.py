@@ -51,6 +51,6 @@ def list_studies() -> list[tuple[str, str]]:
             try:
                 with path.open("rb") as fh:
                     found[path.stem] = str(tomllib.load(fh).get("description", ""))
-            except (OSError, tomllib.TOMLDecodeError) as error:
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
                 found[path.stem] = f"(unreadable: {error})"
     return sorted(found.items())

@@ -146,7 +146,7 @@ def parse_param(name: str, spec: Any, rule: ParamRule | None = None) -> Param:
                 f"both: {sorted(keys)}", "Keep one of the two forms.")
         choices = spec["choices"]
         require(isinstance(choices, list) and len(choices) > 0, f"{name}.choices",
-                f"a non-empty list of {kind}s", choices)
+                f"a non-empty list of {kind.split(' ', 1)[1]}s", choices)
         values = tuple(number(c, f"{name}.choices") for c in choices)
         require(len(set(values)) == len(values), f"{name}.choices", "distinct values", choices)
         return Param(name, choices=values, kind=rule.kind)

@@ -173,6 +173,11 @@ def load_study(name_or_path: str, overrides: Sequence[str] = (),
             raw = tomllib.load(fh)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML: {error}. Fix the syntax there.") from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise UserError(f"{path}, line {line}: byte {error.object[error.start]:#04x} is not "
+                        "UTF-8 (TOML files are UTF-8). Save the file as UTF-8 or remove the "
+                        "character.") from None
     for override in overrides:
         apply_override(raw, override)
     for point in enqueue:

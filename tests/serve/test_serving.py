@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -97,7 +99,9 @@ def test_pngs_and_arrays_predict_what_the_model_in_memory_does(server, finished_
     as_png = post(server, {"dataframe_records": [{"image": png64(g)} for g in grey]})
     as_arrays = post(server, {"dataframe_records": [{"image": g.tolist()} for g in grey]})
     as_inputs = post(server, {"inputs": {"image": [png64(grey[0]), grey[1].tolist()]}})
-    for status, answer in (as_png, as_arrays):
+    only_pngs = post(server, {"inputs": {"image": [png64(g) for g in grey]}})
+    one_png = post(server, {"inputs": {"image": [png64(grey[0])]}})
+    for status, answer in (as_png, as_arrays, only_pngs):
         assert status == 200
         rows = answer["predictions"]
         assert [r["class_index"] for r in rows] == expected.argmax(1).tolist()
@@ -105,6 +109,19 @@ def test_pngs_and_arrays_predict_what_the_model_in_memory_does(server, finished_
         np.testing.assert_allclose([r["probabilities"] for r in rows], expected.numpy(),
                                    atol=1e-5)
     assert as_inputs[0] == 200 and len(as_inputs[1]["predictions"]) == 2
+    assert one_png[0] == 200 and len(one_png[1]["predictions"]) == 1
+    np.testing.assert_allclose(one_png[1]["predictions"][0]["probabilities"],
+                               expected[0].numpy(), atol=1e-5)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG file whose header says width x height (a decompression bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                                0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
 
 
 BAD_REQUESTS = {
@@ -122,6 +139,8 @@ BAD_REQUESTS = {
                         f"at most {MAX_BATCH} per request"),
     "oversized image": ({"dataframe_records": [{"image": [[0] * 5000]}]}, "on a side"),
     "not JSON": (b"{not json", "valid JSON"),
+    "decompression bomb": ({"dataframe_records": [{"image": base64.b64encode(
+        png_claiming(30000, 30000)).decode()}]}, "its header claims more pixels"),
 }
 
 
@@ -131,6 +150,7 @@ def test_bad_requests_get_a_4xx_that_says_what_was_wrong_and_the_server_goes_on(
     status, answer = post(server, body)
     assert 400 <= status < 500, (status, answer)
     assert message in answer["message"]
+    assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
     assert urllib.request.urlopen(f"{server}/ping", timeout=5).status == 200
     ok, _ = post(server, {"dataframe_records": [{"image": [[0] * 8] * 8}]})
     assert ok == 200

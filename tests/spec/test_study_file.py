@@ -128,6 +128,20 @@ def test_invalid_toml_names_the_file(write_study):
         load_study(str(path))
 
 
+def test_a_byte_that_is_not_utf8_names_the_file_line_and_byte(write_study):
+    path = write_study()
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]) + b"# caf\xe9 au lait\n" + b"".join(lines[2:]))
+    with pytest.raises(UserError, match=r"tiny.toml, line 3: byte 0xe9 is not UTF-8"):
+        load_study(str(path))
+
+
+def test_empty_choices_say_what_a_list_holds(write_study):
+    path = write_study(replace={"width = { choices = [16, 32] }": "width = { choices = [] }"})
+    with pytest.raises(ConfigError, match="expected a non-empty list of integers"):
+        load_study(str(path))
+
+
 def test_set_overrides_keys_and_is_validated_like_the_file(write_study):
     path = write_study()
     config = load_study(str(path), ["train.epochs=1", "search.width={choices=[8]}",
