@@ -108,7 +108,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         note = cost.line() if cost else ""
     with _progress(plan, "Study", note) as bar:
         outcome = optimize(plan, _on_trial(bar))
-    print(summary(outcome, plan.config, plan.stores))
+    print(summary(outcome, plan.config, plan.stores, args.ui_port))
     if outcome.stopped or outcome.worker_problems:
         return EXIT_TRIALS_FAILING
     return EXIT_OK if outcome.selection is not None else EXIT_NO_CHAMPION
@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "failing trials, 130 interrupted.")
     stores(p)
     trials(p)
+    p.add_argument("--ui-port", type=int, default=int(os.environ.get("HPSTUDY_UI_PORT", 5000)),
+                   metavar="PORT", help="the port you run `mlflow ui` on, for the printed link "
+                   "(default: $HPSTUDY_UI_PORT or 5000)")
     p.set_defaults(handler=cmd_optimize)
 
     p = commands.add_parser("worker", help=cmd_worker.__doc__, description=cmd_worker.__doc__

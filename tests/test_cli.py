@@ -73,7 +73,8 @@ def test_optimize_prints_a_line_per_trial_and_a_summary(write_study, stores, cap
     from mlflow import MlflowClient
 
     experiment = MlflowClient(stores.tracking_uri).get_experiment_by_name("tiny").experiment_id
-    assert f"Compare trials:  http://127.0.0.1:5000/#/experiments/{experiment}" in out
+    assert (f"Compare trials:  http://127.0.0.1:5000/#/experiments/{experiment}/runs?"
+            "workflowType=machine_learning" in out)
 
 
 def test_list_shows_studies_datasets_and_what_width_and_depth_mean(capsys):

@@ -102,7 +102,7 @@ def selection_lines(decision: Decision, selection: Selection | None = None) -> l
     return lines
 
 
-def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
+def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int = 5000) -> str:
     """The closing table: the best trials, the champion, warnings, and where to look."""
     from optuna.trial import TrialState
 
@@ -147,15 +147,23 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores) -> str:
         lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
                   f"consider widening [search] {name}."
                   for name, value in edges(config.search, best.params)]
-    local = not stores.tracking_uri.startswith(("http://", "https://"))
-    ui = "http://127.0.0.1:5000" if local else stores.tracking_uri.rstrip("/")
-    lines += ["", f"Compare trials:  {ui}/#/experiments/{outcome.experiment_id}"
-              + (f"  (after `mlflow ui --backend-store-uri {stores.tracking_uri}`)" if local
-                 else ""),
+    link = runs_link(stores.tracking_uri, outcome.experiment_id, ui_port)
+    lines += ["", f"Compare trials:  {link}",
               f"Serve the model: hpstudy serve --study {study.study_name}"
               + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
                  else f" --tracking-uri {stores.tracking_uri}")]
     return "\n".join(lines)
+
+
+def runs_link(tracking_uri: str, experiment_id: str, ui_port: int = 5000) -> str:
+    """The MLflow UI page of the study's runs (MLflow 3 opens its GenAI overview at the bare
+    experiment link), and, for a local store, the command that starts the UI."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    port = "" if ui_port == 5000 else f" --port {ui_port}"
+    return (f"http://127.0.0.1:{ui_port}/{page}  (after `mlflow ui --backend-store-uri "
+            f"{tracking_uri}{port}`)")
 
 
 def repairs(outcome: Outcome) -> str:

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.data import Dataset, Split
 from hpstudy.errors import NoChampion, UserError
-from hpstudy.search.record import TrialRecord
+from hpstudy.search.record import CHAMPION_ATTR, TrialRecord
 from hpstudy.tracking.artifacts import WEIGHTS_FILE, load_network
 from hpstudy.tracking.runs import DELETED_TAG, Tracker
 from hpstudy.train.loop import evaluate
@@ -184,6 +184,11 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
     if decision.current_version is not None:
         tracker.set_alias(decision.name, PREVIOUS, decision.current_version)
     tracker.set_alias(decision.name, CHAMPION, version)
+    study.set_user_attr(CHAMPION_ATTR, {  # where optuna-dashboard and Optuna's API look
+        "trial": decision.trial, "model": f"models:/{decision.name}@{CHAMPION}",
+        "version": version, "run_id": decision.run_id, "tracking_uri": tracker.uri,
+        "val_loss": decision.val_loss, "test_loss": test_loss,
+        "test_acc": None if math.isnan(test_acc) else test_acc})
     return Selection(decision, version, test_loss, test_acc)
 
 

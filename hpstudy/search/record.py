@@ -17,6 +17,7 @@ from typing import Any
 
 ATTR = "hpstudy"  # the Optuna user attribute holding a trial's record
 CODE_ATTR = "hpstudy.code"  # the Optuna study's user attribute: the user code its first call ran
+CHAMPION_ATTR = "hpstudy.champion"  # the study's user attribute: the registered champion
 
 # MLflow tags on a trial's run (and, for host/pid/command, on a call's parent run)
 STUDY_TAG = "optuna.study"

@@ -81,6 +81,10 @@ def open_study(config: StudyConfig, storage_url: str, worker: int = 0) -> optuna
     study = optuna.create_study(storage=store, study_name=config.name, direction="minimize",
                                 load_if_exists=True, pruner=make(PRUNERS, config.pruner))
     study.sampler = make(SAMPLERS, config.sampler, seed_offset=len(study.trials) + worker)
+    if study.metric_names is None:  # optuna-dashboard's name for the objective
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([config.metric])
     check_code(study, config)
     for point in config.enqueue:  # [[enqueue]]: each point once per study, before the sampler's
         study.enqueue_trial(point, skip_if_exists=True)

@@ -33,6 +33,21 @@ def test_champion_alias_points_at_the_lowest_validation_loss(finished_study):
     assert second.selection.version == str(champion.version)
 
 
+def test_optuna_dashboard_reads_the_metric_name_and_the_champion_from_the_study(finished_study):
+    import optuna
+
+    config, stores, _, second = finished_study
+    study = optuna.load_study(study_name=config.name, storage=stores.storage)  # as it reads it
+    assert study.metric_names == ["val_loss"]
+    champion = study.user_attrs["hpstudy.champion"]
+    assert champion["model"] == f"models:/{config.name}@champion"
+    assert champion["version"] == second.selection.version
+    registered = MlflowClient(stores.tracking_uri).get_model_version_by_alias(config.name,
+                                                                              "champion")
+    assert str(champion["trial"]) == registered.tags["trial"]
+    assert champion["test_acc"] == pytest.approx(float(registered.tags["test_acc"]))
+
+
 def test_loading_the_champion_reproduces_the_logged_test_accuracy(finished_study):
     config, stores, first, _ = finished_study
     mlflow.set_tracking_uri(stores.tracking_uri)

@@ -1,0 +1,48 @@
+"""What `optimize` prints at the end: the link it gives opens the runs in a real MLflow UI."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from mlflow import MlflowClient
+from servers import mlflow_server
+
+from hpstudy.report.terminal import runs_link
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_link_names_the_runs_page_the_port_and_how_to_start_the_ui():
+    assert runs_link("sqlite:///mlruns/mlflow.db", "3") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning  "
+        "(after `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`)")
+    assert runs_link("sqlite:///x.db", "3", ui_port=8080).startswith("http://127.0.0.1:8080/#/")
+    assert "--port 8080`" in runs_link("sqlite:///x.db", "3", ui_port=8080)
+    assert runs_link("http://mlflow.example:5000/", "3") == (
+        "http://mlflow.example:5000/#/experiments/3/runs?workflowType=machine_learning")
+
+
+def rendered(url: str) -> str:
+    """The page's DOM once its scripts have run, in headless Chromium."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--virtual-time-budget=30000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180, check=True).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_printed_link_opens_the_runs_table_with_the_trials_in_the_mlflow_ui(finished_study,
+                                                                               tmp_path):
+    config, stores, _, _ = finished_study
+    experiment = MlflowClient(stores.tracking_uri).get_experiment_by_name(config.name)
+    with mlflow_server(stores.tracking_uri, tmp_path / "artifacts") as url:
+        link = runs_link(url, experiment.experiment_id)
+        page = rendered(link)
+        bare = rendered(f"{url}/#/experiments/{experiment.experiment_id}")  # the old link
+    assert re.search(r"\btrial \d+\b", page), page[-2000:]  # the trial runs, by name
+    assert "optimize from trial" in page  # and the call's parent run
+    assert not re.search(r"\btrial \d+\b", bare)  # MLflow 3's GenAI overview instead
