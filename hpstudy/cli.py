@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -95,6 +96,18 @@ def _on_trial(bar: tqdm) -> Callable[[optuna.Study, FrozenTrial], None]:
     return on_trial
 
 
+def _again(args: argparse.Namespace, extra: str) -> str:
+    """This command line again (its study, stores, data and --set; defaults left out), with
+    `extra` in place of its trial count."""
+    parts = ["hpstudy", args.command, "--study", args.study]
+    parts += [word for override in args.overrides for word in ("--set", override)]
+    parts += [] if args.storage == DEFAULT_STORAGE else ["--storage", args.storage]
+    parts += [] if args.tracking_uri == DEFAULT_TRACKING_URI else [
+        "--tracking-uri", args.tracking_uri]
+    parts += ["--data-dir", args.data_dir] if args.data_dir else []
+    return " ".join([*map(shlex.quote, parts), extra])  # ready to paste into a shell
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Run trials of a study, log them to MLflow, and select the champion."""
     plan = _plan(args)  # checks the study file before the runner is imported
@@ -106,8 +119,22 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
         cost = estimate(plan.config, plan.data, plan.torch_device, plan.trials)
         note = cost.line() if cost else ""
+    phases: list[str] = []
+
+    def on_phase(what: str) -> None:
+        phases.append(what)
+        bar.write(f"{what[0].upper()}{what[1:]} ...")
+
     with _progress(plan, "Study", note) as bar:
-        outcome = optimize(plan, _on_trial(bar))
+        try:
+            outcome = optimize(plan, _on_trial(bar), on_phase)
+        except KeyboardInterrupt:
+            if not phases:
+                raise
+            print(f"\nhpstudy: interrupted while {phases[-1]}. Every trial is saved (none "
+                  "was running); to finish the job run: "
+                  f"{_again(args, '--trials 0')}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     print(summary(outcome, plan.config, plan.stores, args.ui_port))
     if outcome.stopped or outcome.worker_problems:
         return EXIT_TRIALS_FAILING

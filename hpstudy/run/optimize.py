@@ -56,6 +56,8 @@ from hpstudy.train import interrupts
 from hpstudy.train.loop import describe_device, leave_a_core, pick_device
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+SELECTING = "selecting the champion (testing it once, packaging it for serving)"
+PUBLISHING = "drawing the study's views and writing its report"
 
 
 @dataclass(frozen=True)
@@ -258,11 +260,13 @@ def _worker_args(plan: Plan, parent_id: str) -> list[str]:
     return args
 
 
-def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
+def optimize(plan: Plan, on_trial: TrialCallback | None = None,
+             on_phase: Callable[[str], None] = lambda what: None) -> Outcome:
     """Run trials of the study (continuing it if it exists), then select the champion.
 
     With `plan.jobs` > 1 the trials run in worker processes. Every start first repairs
-    what crashed calls left behind (`recovery.reconcile`); every end, too.
+    what crashed calls left behind (`recovery.reconcile`); every end, too. `on_phase`
+    hears what the call does once the trials are over (selection, the study's views).
     """
     config, stores = plan.config, plan.stores
     study = open_study(config, stores.storage)
@@ -279,6 +283,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
                                    plan.device, torch.cuda.device_count(), study, first, on_trial)
         reconcile(study, tracker)  # a worker that died mid-trial left it to us
         interrupts.checkpoint()  # an interrupt during the last writes stops before selection
+        on_phase(SELECTING)
         started = time.perf_counter()
         try:
             selection, reason = select(study, plan.data, tracker, run_id,
@@ -288,6 +293,8 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
             selection, reason = None, str(error)
         seconds = time.perf_counter() - started
         cleanup = _keep_best(plan.config, study, tracker, _floor(plan))
+        on_phase(PUBLISHING)
+        interrupts.checkpoint()  # a signal held through selection (registered whole) stops here
         failures += _publish(plan, study, tracker, run_id)
         status = RUN_FINISHED
     except KeyboardInterrupt:
@@ -297,6 +304,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None) -> Outcome:
         tracker.end_run(run_id, status)
         if status != RUN_FINISHED:
             reconcile(study, tracker)
+    interrupts.checkpoint()  # one held through the views: everything is written, still say so
     return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
                    failures, tracker.experiment_id, cleanup)
 

@@ -7,6 +7,8 @@ on loopback by tests/servers.py.
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -155,6 +157,32 @@ def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path, how):
     check_consistent(study, client, experiment)
     assert client.get_model_version_by_alias("digits_mlp", "champion").run_id == \
         TrialRecord.of(retry).run_id
+
+
+@pytest.mark.parametrize("phase", ["Selecting the champion", "Drawing the study's views"])
+def test_a_signal_after_the_last_trial_exits_130_with_the_command_that_finishes(tmp_path,
+                                                                                phase):
+    process = hpstudy("optimize", "--study", "digits_mlp", "--trials", "2", *FAST, cwd=tmp_path,
+                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:  # the line said once the trials are over
+        if line.startswith(phase):
+            process.send_signal(signal.SIGTERM)
+            break
+    code, _, err = finish(process)
+    assert code == 130, err
+    finishing = ("hpstudy optimize --study digits_mlp --set train.epochs=2 --set "
+                 "'search.width={choices=[16, 32]}' --set search.depth=1 --trials 0")
+    assert "interrupted while" in err and finishing in err and "Traceback" not in err
+    study, client, experiment = stores_in(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2  # both kept
+    check_consistent(study, client, experiment)  # nothing RUNNING
+    code, out, err = finish(hpstudy(*shlex.split(finishing)[1:], cwd=tmp_path))
+    assert code == 0 and "Champion" in out, err
+    study, client, experiment = stores_in(tmp_path)
+    assert len(study.trials) == 2  # no new trial: the job finished
+    champion = client.get_model_version_by_alias("digits_mlp", "champion")
+    assert champion.run_id == TrialRecord.of(study.best_trial).run_id
+    check_consistent(study, client, experiment)
 
 
 def test_one_impossible_width_fails_alone(tmp_path, write_study):
