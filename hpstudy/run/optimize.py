@@ -8,6 +8,7 @@ bad input writes nothing; `optimize` and `work` then execute a plan.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from hpstudy.search.record import (
     RUN_FINISHED,
     RUN_KILLED,
     STUDY_TAG,
+    VERSION_TAG,
     Process,
     TrialRecord,
 )
@@ -181,7 +183,9 @@ def plan(config: StudyConfig, stores: Stores, trials: int | None = None,
 def _parent_tags(plan: Plan, command: str) -> dict[str, Any]:
     """Tags of a call's parent run: the study, the command and the process running it."""
     return {STUDY_TAG: plan.config.name, COMMAND_TAG: command,
-            "optuna.storage": plan.stores.storage} | Process.this().tags()
+            "optuna.storage": plan.stores.storage} | Process.this().tags() | {
+        f"{VERSION_TAG}.{name}": importlib.metadata.version(name)
+        for name in ("hpstudy", "optuna", "mlflow", "torch")}
 
 
 def _start_parent(plan: Plan, tracker: Tracker, command: str, first: int) -> str:

@@ -27,6 +27,7 @@ STATE_TAG = "hpstudy.state"  # complete | pruned | diverged | failed
 REASON_TAG = "hpstudy.fail_reason"  # why a trial failed, diverged or was pruned
 FIGURES_ERROR_TAG = "hpstudy.figures_error"  # a figure that could not be written, and why
 COMMAND_TAG = "hpstudy.command"  # optimize | worker | select (parent runs only)
+VERSION_TAG = "hpstudy.version"  # + ".optuna" etc.: the libraries a call ran (parent runs only)
 HOST_TAG, PID_TAG, STARTED_TAG = "hpstudy.host", "hpstudy.pid", "hpstudy.process_start"
 
 TIMINGS = ("train", "validate", "metrics", "model", "figures")  # where a trial's time goes;

@@ -27,6 +27,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import storage
@@ -83,6 +84,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str):
         self.uri = tracking_uri
         self.spent: dict[str, float] = {}  # run id -> seconds spent logging to it
+        self.context = resolve_tags({})  # MLflow's source, user and git tags, as fluent runs get
         with storage.creation_lock(tracking_uri):  # a fresh sqlite store is made once
             self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)  # makes tables
             self.client.search_registered_models(max_results=1)  # the registry's, too
@@ -109,7 +111,7 @@ class Tracker:
     def start_run(self, name: str, params: Mapping[str, Any] | None = None,
                   tags: Mapping[str, Any] | None = None, parent_id: str | None = None) -> str:
         """A new run (nested under `parent_id` if given) with its parameters; returns its id."""
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags = self.context | {k: str(v) for k, v in (tags or {}).items()}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         started = time.perf_counter()

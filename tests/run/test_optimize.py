@@ -94,6 +94,21 @@ def test_parent_runs_keep_the_study_file_the_decision_and_test_metrics(finished_
     assert Path(stored).read_text() == config.path.read_text()
 
 
+def test_runs_say_who_ran_what_with_which_versions_as_mlflow_shows_it(finished_study):
+    import getpass
+    import importlib.metadata
+
+    _, stores, first, _ = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    parent = client.get_run(first.run_id).data.tags
+    assert parent["hpstudy.version.optuna"] == optuna.__version__
+    assert parent["hpstudy.version.torch"] == importlib.metadata.version("torch")
+    assert {"hpstudy.version.mlflow", "hpstudy.version.hpstudy"} <= set(parent)
+    trial = client.get_run(TrialRecord.of(first.study.trials[0]).run_id).data.tags
+    for tags in (parent, trial):  # the UI's "Source" and "User" columns
+        assert tags["mlflow.user"] == getpass.getuser() and tags["mlflow.source.name"]
+
+
 def test_an_architecture_that_cannot_fit_the_input_is_named_as_such(write_study):
     lenet_on_8x8 = load_study(str(write_study(replace={
         'architecture = "mlp"': 'architecture = "lenet5"', "width = { choices = [16, 32] }":
