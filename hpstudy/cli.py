@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from hpstudy import __version__
 from hpstudy.errors import NoChampion, UserError
-from hpstudy.report.terminal import repairs, selection_lines, summary, trial_line
+from hpstudy.report import terminal
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.train import interrupts
 
@@ -70,62 +68,35 @@ def _progress(plan: Plan, command: str, note: str = "") -> tqdm:
     """The header line (and `note`), then a progress bar over the trials on stderr."""
     from tqdm import tqdm
 
-    config = plan.config
-    jobs = f", {plan.jobs} worker processes" if plan.jobs > 1 else ""
-    epochs = f"{config.train.epochs} epoch{'s' if config.train.epochs != 1 else ''} each"
-    if plan.trials == 0:
-        what = "no new trials (--trials 0): repair, select and refresh the study's views"
-    else:
-        count = (f"{plan.trials} trial{'s' if plan.trials != 1 else ''}" if plan.trials
-                 else f"as many trials as fit in {plan.timeout:g} s")
-        what = (f"{count} of {config.model.architecture} on {config.data.name}, "
-                f"{epochs}{jobs}")
-    print(f"{command} '{config.name}' ({config.path}): {what}", flush=True)
+    print(terminal.header(plan, command), flush=True)
     if note:
         print(note, flush=True)
-    return tqdm(total=plan.trials, unit="trial", desc=config.name, file=sys.stderr,
+    return tqdm(total=plan.trials, unit="trial", desc=plan.config.name, file=sys.stderr,
                 dynamic_ncols=True)
 
 
 def _on_trial(bar: tqdm) -> Callable[[optuna.Study, FrozenTrial], None]:
     """A line per finished trial, above the bar."""
     def on_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        bar.write(trial_line(study, trial))
+        bar.write(terminal.trial_line(study, trial))
         bar.update()
 
     return on_trial
 
 
-def _again(args: argparse.Namespace, extra: str) -> str:
-    """This command line again (its study, stores, data and --set; defaults left out), with
-    `extra` in place of its trial count."""
-    parts = ["hpstudy", args.command, "--study", args.study]
-    parts += [word for override in args.overrides for word in ("--set", override)]
-    parts += [] if args.storage == DEFAULT_STORAGE else ["--storage", args.storage]
-    parts += [] if args.tracking_uri == DEFAULT_TRACKING_URI else [
-        "--tracking-uri", args.tracking_uri]
-    parts += ["--data-dir", args.data_dir] if args.data_dir else []
-    return " ".join([*map(shlex.quote, parts), extra])  # ready to paste into a shell
-
-
 def cmd_optimize(args: argparse.Namespace) -> int:
     """Run trials of a study, log them to MLflow, and select the champion."""
     plan = _plan(args)  # checks the study file before the runner is imported
+    from hpstudy.run.estimate import cost_note
     from hpstudy.run.optimize import optimize
 
-    note = ""
-    if plan.torch_device.type == "cpu" and plan.trials != 0:  # no GPU: say what it will cost
-        from hpstudy.run.estimate import estimate
-
-        cost = estimate(plan.config, plan.data, plan.torch_device, plan.trials)
-        note = cost.line() if cost else ""
     phases: list[str] = []
 
     def on_phase(what: str) -> None:
         phases.append(what)
         bar.write(f"{what[0].upper()}{what[1:]} ...")
 
-    with _progress(plan, "Study", note) as bar:
+    with _progress(plan, "Study", cost_note(plan)) as bar:
         try:
             outcome = optimize(plan, _on_trial(bar), on_phase)
         except KeyboardInterrupt:
@@ -133,9 +104,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 raise
             print(f"\nhpstudy: interrupted while {phases[-1]}. Every trial is saved (none "
                   "was running); to finish the job run: "
-                  f"{_again(args, '--trials 0')}", file=sys.stderr)
+                  f"{terminal.command_line(args, '--trials 0')}", file=sys.stderr)
             return EXIT_INTERRUPTED
-    print(summary(outcome, plan.config, plan.stores, args.ui_port))
+    print(terminal.summary(outcome, plan.config, plan.stores, args.ui_port))
     if outcome.stopped or outcome.worker_problems:
         return EXIT_TRIALS_FAILING
     return EXIT_OK if outcome.selection is not None else EXIT_NO_CHAMPION
@@ -151,8 +122,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         with _progress(plan, "Worker on") as bar:
             outcome = work(plan, _on_trial(bar), args.parent_run, args.worker_index or os.getpid())
-        print(f"\nWorker done: {repairs(outcome)}trials {outcome.first_trial} and on are in "
-              f"the study; select the champion with `hpstudy select --study "
+        print(f"\nWorker done: {terminal.repairs(outcome)}trials {outcome.first_trial} and on "
+              "are in the study; select the champion with `hpstudy select --study "
               f"{plan.config.name}` (same --storage and --tracking-uri).")
     for failure in outcome.figure_failures:
         print(f"hpstudy: warning: a figure was not written: {failure}", file=sys.stderr)
@@ -170,7 +141,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     _quiet_mlflow()
     stores = Stores(args.storage, args.tracking_uri)
     result = select_only(config, stores, args.dry_run, data_dir=args.data_dir)
-    lines = selection_lines(result) if args.dry_run else selection_lines(result.decision, result)
+    lines = (terminal.selection_lines(result) if args.dry_run else
+             terminal.selection_lines(result.decision, result))
     print("\n".join(lines))
     return EXIT_OK
 
@@ -196,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict the class of image files with the champion, locally."""
     from hpstudy.serve.predictor import IMAGE_FIELD
-    from hpstudy.tracking.artifacts import load_predictor
+    from hpstudy.tracking.artifacts import load_predictor, predict
 
     _quiet_mlflow()
     missing = [f for f in args.images if not Path(f).is_file()]
@@ -204,17 +176,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(f"no such image file: {', '.join(missing)}")
     name = Path(args.study).stem
     model = load_predictor(f"models:/{name}@{args.alias}", args.tracking_uri)
-    from mlflow.exceptions import MlflowException
-
-    try:
-        table = model.predict({IMAGE_FIELD: [Path(f).read_bytes() for f in args.images]})
-    except MlflowException as error:  # the model's own BadInput: which image, what was wrong
-        if error.error_code != "INVALID_PARAMETER_VALUE":
-            raise
-        row = re.match(r"image (\d+): (.*)", error.message, re.DOTALL)
-        where = args.images[int(row[1])] if row else ", ".join(args.images)
-        raise UserError(f"{where}: {row[2] if row else error.message}. Give PNG or JPEG "
-                        "files.") from None
+    table = predict(model, {IMAGE_FIELD: [Path(f).read_bytes() for f in args.images]},
+                    args.images)
     width = max(len(f) for f in args.images)
     for file, row in zip(args.images, table.itertuples(), strict=True):
         print(f"{file:<{width}}  class {row.class_index:>3}  {row.class_name:<12} "

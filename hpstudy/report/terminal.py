@@ -6,18 +6,21 @@ Plain strings built from the study and the call's outcome; the CLI prints them.
 from __future__ import annotations
 
 import math
+import shlex
 from typing import TYPE_CHECKING
 
 from hpstudy.errors import UserError
 from hpstudy.search.record import DIVERGED, TrialRecord
 from hpstudy.spec.space import edges
-from hpstudy.storage import DEFAULT_TRACKING_URI
+from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
 if TYPE_CHECKING:
+    import argparse
+
     import optuna
     from optuna.trial import FrozenTrial
 
-    from hpstudy.run.optimize import Outcome, Stores
+    from hpstudy.run.optimize import Outcome, Plan, Stores
     from hpstudy.run.select import Decision, Selection
     from hpstudy.spec.study_file import StudyConfig
 
@@ -146,7 +149,7 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
         best = study.trials[outcome.selection.decision.trial]
         lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
                   f"consider widening [search] {name}."
-                  for name, value in edges(config.search, best.params)]
+                  for name, value in edges(config.search, best.params, counts[TrialState.COMPLETE])]
     link = runs_link(stores.tracking_uri, outcome.experiment_id, ui_port)
     lines += ["", f"Compare trials:  {link}",
               f"Serve the model: hpstudy serve --study {study.study_name}"
@@ -176,3 +179,30 @@ def repairs(outcome: Outcome) -> str:
         [f"{len(repairs.ended_runs)} MLflow run(s) left RUNNING were closed"]
         if repairs.ended_runs else [])
     return "recovered from an earlier crash: " + "; ".join(parts) + ". "
+
+
+def header(plan: Plan, command: str) -> str:
+    """The line a call opens with: the study file, what will run, and how."""
+    config = plan.config
+    jobs = f", {plan.jobs} worker processes" if plan.jobs > 1 else ""
+    epochs = f"{config.train.epochs} epoch{'s' if config.train.epochs != 1 else ''} each"
+    if plan.trials == 0:
+        what = "no new trials (--trials 0): repair, select and refresh the study's views"
+    else:
+        count = (f"{plan.trials} trial{'s' if plan.trials != 1 else ''}" if plan.trials
+                 else f"as many trials as fit in {plan.timeout:g} s")
+        what = (f"{count} of {config.model.architecture} on {config.data.name}, "
+                f"{epochs}{jobs}")
+    return f"{command} '{config.name}' ({config.path}): {what}"
+
+
+def command_line(args: argparse.Namespace, extra: str) -> str:
+    """The parsed command line again (its study, stores, data and --set; defaults left out),
+    `extra` in place of its trial count, quoted to paste into a shell."""
+    parts = ["hpstudy", args.command, "--study", args.study]
+    parts += [word for override in args.overrides for word in ("--set", override)]
+    parts += [] if args.storage == DEFAULT_STORAGE else ["--storage", args.storage]
+    parts += [] if args.tracking_uri == DEFAULT_TRACKING_URI else [
+        "--tracking-uri", args.tracking_uri]
+    parts += ["--data-dir", args.data_dir] if args.data_dir else []
+    return " ".join([*map(shlex.quote, parts), extra])

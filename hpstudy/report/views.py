@@ -95,7 +95,8 @@ def edge_warnings(study: optuna.Study, config: StudyConfig) -> list[str]:
     if best is None:
         return []
     return [f"the best {name} = {value:.4g} lies at the edge of its search range"
-            for name, value in edges(config.search, best.params)]
+            for name, value in edges(config.search, best.params, len(study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,))))]
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:

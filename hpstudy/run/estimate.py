@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from hpstudy.data import Dataset
 from hpstudy.search.objective import build_network, hyperparameters, recipe
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.train.loop import seeded, step_seconds
+
+if TYPE_CHECKING:
+    from hpstudy.run.optimize import Plan
 
 SHAPES = ("width", "depth")  # what sets a network's cost; the rest is taken at its first value
 
@@ -45,6 +49,14 @@ class Estimate:
                 f"{span}; the plan of {trials} x {epochs}, about {plan} "
                 "(less where trials are pruned). A GPU (--device cuda) is much faster for "
                 "convolutional networks.")
+
+
+def cost_note(plan: Plan) -> str:
+    """The estimate's line where a study trains on the CPU (else, or for --trials 0, '')."""
+    if plan.torch_device.type != "cpu" or plan.trials == 0:
+        return ""
+    cost = estimate(plan.config, plan.data, plan.torch_device, plan.trials)
+    return cost.line() if cost else ""
 
 
 def estimate(config: StudyConfig, data: Dataset, device: torch.device,

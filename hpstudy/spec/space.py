@@ -215,10 +215,15 @@ def on_edge(param: Param, value: Value) -> bool:
     return v - low <= margin or high - v <= margin
 
 
-def edges(search: Mapping[str, Param], params: Mapping[str, Value]) -> list[tuple[str, Value]]:
-    """The (name, value) of each of a best trial's `params` that sits on its range's edge."""
+def edges(search: Mapping[str, Param], params: Mapping[str, Value],
+          complete: int) -> list[tuple[str, Value]]:
+    """The (name, value) of each of a best trial's `params` that sits on its range's edge;
+    none before EDGE_MIN_TRIALS trials have completed (the best of a few is chance)."""
+    if complete < EDGE_MIN_TRIALS:
+        return []
     return [(name, value) for name, value in params.items()
             if name in search and on_edge(search[name], value)]
 
 
+EDGE_MIN_TRIALS = 10  # completed trials before the best one's edges mean anything
 EDGE_SHARE = 0.03  # within 3% of the range's span (in log space for log ranges) counts as edge

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,6 +142,21 @@ def predictor_code() -> str:
 def load_predictor(model_uri: str, tracking_uri: str) -> mlflow.pyfunc.PyFuncModel:
     """A logged or registered model (e.g. models:/NAME@champion) as MLflow serves it."""
     return mlflow.pyfunc.load_model(str(_download("the model", model_uri, tracking_uri)))
+
+
+def predict(model: mlflow.pyfunc.PyFuncModel, inputs: Any, files: Sequence[str]) -> Any:
+    """`model.predict(inputs)` for images read from `files`; one the model refuses is a
+    UserError naming its file (the model's BadInput, from the code packaged with it, says
+    "image N: why" and is matched by its error code)."""
+    try:
+        return model.predict(inputs)
+    except MlflowException as error:
+        if error.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        row = re.match(r"image (\d+): (.*)", error.message, re.DOTALL)
+        where = files[int(row[1])] if row else ", ".join(files)
+        raise UserError(f"{where}: {row[2] if row else error.message}. Give PNG or JPEG "
+                        "files.") from None
 
 
 def serve_command(model_uri: str, host: str, port: int) -> list[str]:

@@ -58,12 +58,13 @@ def test_a_study_with_one_completed_trial_says_why_a_view_is_missing(write_study
     assert history.figure is None and "needs 2 completed trials" in history.why_not
 
 
-def test_the_edge_warning_fires_only_where_the_best_lr_sits_on_its_bound(write_study):
+def test_the_edge_warning_fires_only_where_the_best_lr_sits_on_its_bound_of_10_trials(
+        write_study):
     config = load_study(str(write_study()))  # lr in [0.01, 0.3], log
     lr = {"lr": FloatDistribution(0.01, 0.3, log=True)}
-    for best_lr, warned in ((0.3, True), (0.05, False)):
-        study = optuna.create_study()
-        for number, (value, loss) in enumerate(((best_lr, 0.1), (0.02, 0.9))):
+    for best_lr, others, warned in ((0.3, 9, True), (0.05, 9, False), (0.3, 1, False)):
+        study = optuna.create_study()  # the best, then `others` worse: 2 trials are too few
+        for number, (value, loss) in enumerate([(best_lr, 0.1)] + [(0.02, 0.9)] * others):
             kept = TrialRecord(trial=number, attempt=1, process=Process.this(), state=COMPLETE,
                                weights_uri=f"runs:/{number}/weights.pt")  # selectable
             study.add_trial(create_trial(params={"lr": value}, value=loss, distributions=lr,
