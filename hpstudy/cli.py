@@ -39,7 +39,10 @@ def _load(args: argparse.Namespace) -> StudyConfig:
     from hpstudy.spec.study_file import load_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return load_study(args.study, args.overrides, getattr(args, "enqueue", ()))
+    config = load_study(args.study, args.overrides, getattr(args, "enqueue", ()))
+    for note in config.notes:
+        print(f"hpstudy: note: {note}", file=sys.stderr)
+    return config
 
 
 def _plan(args: argparse.Namespace) -> Plan:

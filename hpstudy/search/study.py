@@ -33,6 +33,14 @@ PRUNERS: dict[str, type] = {
 }
 
 
+PLUGINS = {"sampler": SAMPLERS, "pruner": PRUNERS}
+
+
+def options_of(section: str, name: str) -> list[str]:
+    """The keys a [sampler] or [pruner] table may hold for the class `name` names."""
+    return ["name", *_keywords(PLUGINS[section][name])]
+
+
 def _keywords(cls: type) -> list[str]:
     """The keyword arguments an Optuna class accepts."""
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)

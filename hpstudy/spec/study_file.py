@@ -96,6 +96,7 @@ class StudyConfig:
     keep_models: int = 3  # completed trials whose trained weights are kept: the best k (0: all)
     overrides: tuple[str, ...] = ()  # the `--set KEY=VALUE` applied on top of the file
     enqueue: tuple[dict[str, Value], ...] = ()  # [[enqueue]]: points tried before the sampler's
+    notes: tuple[str, ...] = ()  # what loading changed beyond what was asked, for the user
 
     def user_code(self) -> dict[str, str]:
         """The import paths of the user's code this study runs ([data] name, [model]
@@ -160,6 +161,9 @@ class _TopLevel:
                     f"Add a [{section}] table.")
 
 
+PLUGIN_SECTIONS = ("sampler", "pruner")
+
+
 def load_study(name_or_path: str, overrides: Sequence[str] = (),
                enqueue: Sequence[str] = ()) -> StudyConfig:
     """Find, parse and validate a study file, with `--set KEY=VALUE` overrides applied and
@@ -178,15 +182,36 @@ def load_study(name_or_path: str, overrides: Sequence[str] = (),
         raise UserError(f"{path}, line {line}: byte {error.object[error.start]:#04x} is not "
                         "UTF-8 (TOML files are UTF-8). Save the file as UTF-8 or remove the "
                         "character.") from None
+    named = {section: raw.get(section, {}).get("name") for section in PLUGIN_SECTIONS}
     for override in overrides:
         apply_override(raw, override)
+    notes = tuple(note for section in PLUGIN_SECTIONS if (note := _switch_plugin(
+        raw, section, named[section], overrides)))
     for point in enqueue:
         raw.setdefault("enqueue", []).append(parse_point(point))
     where = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
     try:
-        return dataclasses.replace(_parse(raw, path), overrides=tuple(overrides))
+        return dataclasses.replace(_parse(raw, path), overrides=tuple(overrides), notes=notes)
     except ConfigError as error:
         raise error.within(path=where) from None
+
+
+def _switch_plugin(raw: dict[str, Any], section: str, was: str | None,
+                   overrides: Sequence[str]) -> str:
+    """After `--set sampler.name=...` (or pruner): drop the file's options of the old class
+    that the new one does not take (those given with --set stay); what was dropped, or ''."""
+    from hpstudy.search.study import PLUGINS, options_of  # Optuna: only when switching
+
+    table = raw.get(section)
+    name = table.get("name") if isinstance(table, dict) else None
+    if name == was or name not in PLUGINS[section]:
+        return ""  # not switched, or an unknown name (its own error follows)
+    given = {o.partition("=")[0].strip().removeprefix(f"{section}.") for o in overrides}
+    dropped = [key for key in table if key not in given and key not in options_of(section, name)]
+    for key in dropped:
+        del table[key]
+    return (f"--set {section}.name={name}: the file's [{section}] {', '.join(dropped)} "
+            f"dropped ({was or 'the default'}'s options, not {name}'s)") if dropped else ""
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

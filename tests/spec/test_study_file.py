@@ -142,6 +142,25 @@ def test_empty_choices_say_what_a_list_holds(write_study):
         load_study(str(path))
 
 
+def test_switching_the_sampler_or_pruner_with_set_drops_the_old_classes_options(write_study):
+    path = write_study(replace={
+        'name = "tpe"\nseed = 0': 'name = "tpe"\nseed = 0\nn_startup_trials = 4',
+        '[pruner]\nname = "none"': '[pruner]\nname = "median"\nn_startup_trials = 5\n'
+                                   'n_warmup_steps = 1'})
+    config = load_study(str(path), ["pruner.name=none", "sampler.name=random"])
+    assert (config.pruner.name, config.pruner.options) == ("none", {})
+    assert config.sampler.name == "random" and "n_startup_trials" not in config.sampler.options
+    assert config.sampler.options["seed"] == 0  # RandomSampler takes it: kept
+    assert any("[pruner] n_startup_trials" in note and "median's options" in note
+               for note in config.notes)
+    kept = load_study(str(path), ["pruner.name=percentile", "pruner.percentile=25.0"])
+    assert kept.pruner.options["percentile"] == 25.0  # given with --set: stays
+    assert kept.pruner.options["n_warmup_steps"] == 1  # PercentilePruner takes it too
+    assert load_study(str(path)).notes == ()
+    with pytest.raises(ConfigError, match="n_startup_trials"):  # the file's own: still checked
+        load_study(str(path), ["pruner.name=none", "pruner.n_startup_trials=3"])
+
+
 def test_set_overrides_keys_and_is_validated_like_the_file(write_study):
     path = write_study()
     config = load_study(str(path), ["train.epochs=1", "search.width={choices=[8]}",
