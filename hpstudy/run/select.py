@@ -21,7 +21,7 @@ from hpstudy.errors import NoChampion, UserError
 from hpstudy.search.record import CHAMPION_ATTR, TrialRecord
 from hpstudy.tracking.artifacts import WEIGHTS_FILE, load_network
 from hpstudy.tracking.runs import DELETED_TAG, Tracker
-from hpstudy.train.loop import evaluate
+from hpstudy.train.loop import constant_loss, evaluate
 
 NetworkOf = Callable[[FrozenTrial], torch.nn.Module]  # a trial's trained network
 CHAMPION, PREVIOUS = "champion", "previous"  # registry aliases: what serving loads; its fallback
@@ -84,12 +84,8 @@ def floor(val: Split, rule: str = "chance", max_val_loss: float | None = None) -
     limit = math.inf if max_val_loss is None else max_val_loss
     if rule == "none":
         return Floor(limit, math.nan)
-    y = val.y.cpu()
-    if y.is_floating_point():  # the mean's MSE, as train.loss_and_hits computes it
-        return Floor(min(limit, y.var(0, correction=0).mean().item()), math.nan)
-    share = torch.bincount(y).double() / len(y)
-    share = share[share > 0]
-    return Floor(min(limit, -(share * share.log()).sum().item()), share.max().item())
+    loss, accuracy = constant_loss(val)
+    return Floor(min(limit, loss), accuracy)
 
 
 def best_trial(study: optuna.Study, rule: Floor | None = None) -> FrozenTrial:

@@ -13,7 +13,6 @@ figures and weights, written by the same `Objective` steps as a trial trained al
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -34,7 +33,7 @@ from hpstudy.search.objective import (
 from hpstudy.search.record import COMPLETE, DIVERGED, FAILED, PRUNED, TrialRecord
 from hpstudy.train import interrupts
 from hpstudy.train.batched import Stack, train_group, why_not
-from hpstudy.train.loop import EpochMetrics
+from hpstudy.train.loop import EpochMetrics, diverged, loss_limit
 
 OWN = ("lr", "momentum", "weight_decay")  # what each member of a group picks; it shares the rest
 MAX_PARAMS = 100_000  # above this a batched step is memory-bound and slower (bench/vectorized.py:
@@ -90,13 +89,14 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
         reason = why_not(model, recipes)
         if reason:
             raise ValueError(f"these trials cannot be vectorised: {reason}")
+        limit = loss_limit(objective.data.train)
         for batch in batches:
             stack = Stack(model, len(batch), objective.device)
             for position, index in enumerate(batch):
                 members[index].network = functools.partial(stack.member, position)
             train_group(stack, objective.data, [recipes[i] for i in batch], objective.device,
                         lambda position, metrics, batch=batch: _on_epoch(
-                            members[batch[position]], metrics))
+                            members[batch[position]], metrics, limit))
     except BaseException as error:  # every member still training fails with the reason
         for member in members:
             if not member.state:
@@ -107,14 +107,14 @@ def run_group(study: optuna.Study, objective: Objective, size: int) -> list[Froz
     return _finish(study, objective, members)
 
 
-def _on_epoch(member: Member, metrics: EpochMetrics) -> bool:
+def _on_epoch(member: Member, metrics: EpochMetrics, limit: float) -> bool:
     """Log a member's epoch, report it, and say whether it stops (diverged or pruned)."""
     interrupts.checkpoint()  # a signal that came during a write stops the group here
     member.log.add(metrics)
     trial = member.trial
-    if not (math.isfinite(metrics.train_loss) and math.isfinite(metrics.val_loss)):
+    if why := diverged(metrics, limit):
         trial.report(float("inf"), metrics.epoch)  # TPE learns this region is bad
-        return member.stop(DIVERGED, f"loss became non-finite at epoch {metrics.epoch}")
+        return member.stop(DIVERGED, why)
     trial.report(metrics.val_loss, metrics.epoch)
     if prunes(trial) and trial.should_prune():
         return member.stop(PRUNED, f"pruned after epoch {metrics.epoch}: validation loss "

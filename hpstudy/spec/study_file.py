@@ -25,6 +25,7 @@ from hpstudy.errors import ConfigError, UserError
 from hpstudy.models import MODELS, architecture
 from hpstudy.spec import user_code
 from hpstudy.spec.finding import find_study
+from hpstudy.spec.overrides import PLUGIN_SECTIONS, apply_override, parse_point, switch_plugin
 from hpstudy.spec.space import PARAMS, Param, ParamRule, Value, parse_search, rule_for
 from hpstudy.spec.tables import build, check_type, one_of, require
 
@@ -161,9 +162,6 @@ class _TopLevel:
                     f"Add a [{section}] table.")
 
 
-PLUGIN_SECTIONS = ("sampler", "pruner")
-
-
 def load_study(name_or_path: str, overrides: Sequence[str] = (),
                enqueue: Sequence[str] = ()) -> StudyConfig:
     """Find, parse and validate a study file, with `--set KEY=VALUE` overrides applied and
@@ -185,7 +183,7 @@ def load_study(name_or_path: str, overrides: Sequence[str] = (),
     named = {section: raw.get(section, {}).get("name") for section in PLUGIN_SECTIONS}
     for override in overrides:
         apply_override(raw, override)
-    notes = tuple(note for section in PLUGIN_SECTIONS if (note := _switch_plugin(
+    notes = tuple(note for section in PLUGIN_SECTIONS if (note := switch_plugin(
         raw, section, named[section], overrides)))
     for point in enqueue:
         raw.setdefault("enqueue", []).append(parse_point(point))
@@ -194,58 +192,6 @@ def load_study(name_or_path: str, overrides: Sequence[str] = (),
         return dataclasses.replace(_parse(raw, path), overrides=tuple(overrides), notes=notes)
     except ConfigError as error:
         raise error.within(path=where) from None
-
-
-def _switch_plugin(raw: dict[str, Any], section: str, was: str | None,
-                   overrides: Sequence[str]) -> str:
-    """After `--set sampler.name=...` (or pruner): drop the file's options of the old class
-    that the new one does not take (those given with --set stay); what was dropped, or ''."""
-    from hpstudy.search.study import PLUGINS, options_of  # Optuna: only when switching
-
-    table = raw.get(section)
-    name = table.get("name") if isinstance(table, dict) else None
-    if name == was or name not in PLUGINS[section]:
-        return ""  # not switched, or an unknown name (its own error follows)
-    given = {o.partition("=")[0].strip().removeprefix(f"{section}.") for o in overrides}
-    dropped = [key for key in table if key not in given and key not in options_of(section, name)]
-    for key in dropped:
-        del table[key]
-    return (f"--set {section}.name={name}: the file's [{section}] {', '.join(dropped)} "
-            f"dropped ({was or 'the default'}'s options, not {name}'s)") if dropped else ""
-
-
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set `table.key=value` in the parsed study file; the value is read as TOML (or a string)."""
-    key, sep, text = override.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set {override}: expected KEY=VALUE, e.g. --set train.epochs=1 or "
-                        "--set 'search.lr={low=0.01, high=0.1, log=true}'.")
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text  # a bare word: `--set data.name=digits`
-    *tables, last = key.strip().split(".")
-    node = raw
-    for table in tables:
-        node = node.setdefault(table, {})
-        if not isinstance(node, dict):
-            raise UserError(f"--set {override}: '{table}' is a value, not a table.")
-    node[last] = value
-
-
-def parse_point(text: str) -> dict[str, Any]:
-    """`--enqueue lr=0.1,width=64` as {"lr": 0.1, "width": 64}; values read as TOML."""
-    point: dict[str, Any] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--enqueue {text}: expected KEY=VALUE,KEY=VALUE,..., e.g. "
-                            "--enqueue lr=0.1,width=64.")
-        try:
-            point[key.strip()] = tomllib.loads(f"value = {value}")["value"]
-        except tomllib.TOMLDecodeError:
-            point[key.strip()] = value.strip()
-    return point
 
 
 def _enqueued(entries: Sequence[Any], search: Mapping[str, Param]) -> tuple[dict, ...]:

@@ -56,12 +56,43 @@ class Recipe:
     schedule: str = "constant"  # one of SCHEDULES; `lr` is its starting (one-cycle: peak) value
 
 
-class Diverged(Exception):
-    """The loss became NaN or infinite: the learning rate is too high for this model."""
+EXPLODED = 1e6  # a finite loss this many times a constant predictor's (or 1e6) has exploded
 
-    def __init__(self, history: list[EpochMetrics]):
+
+class Diverged(Exception):
+    """The loss became NaN, infinite or exploded: the learning rate is too high for this model."""
+
+    def __init__(self, history: list[EpochMetrics], why: str = ""):
         self.history = history
-        super().__init__(f"loss became non-finite at epoch {history[-1].epoch}")
+        super().__init__(why or f"loss became non-finite at epoch {history[-1].epoch}")
+
+
+def constant_loss(split: Split) -> tuple[float, float]:
+    """The loss of the best constant prediction on `split` (the class frequencies, or the
+    mean for regression), and its accuracy (the most frequent class's share; NaN for
+    regression): what a model must beat to have learnt anything."""
+    y = split.y
+    if y.is_floating_point():  # the mean's MSE, as loss_and_hits computes it
+        return y.var(0, correction=0).mean().item(), math.nan
+    share = torch.bincount(y).double() / len(y)
+    share = share[share > 0]
+    return -(share * share.log()).sum().item(), share.max().item()
+
+
+def loss_limit(train: Split) -> float:
+    """Above this, a finite loss has exploded: EXPLODED x the constant predictor's (at least 1)."""
+    return EXPLODED * max(1.0, constant_loss(train)[0])
+
+
+def diverged(metrics: EpochMetrics, limit: float) -> str:
+    """Why an epoch's losses mean the trial has diverged, or '' if they do not."""
+    if not (math.isfinite(metrics.train_loss) and math.isfinite(metrics.val_loss)):
+        return f"loss became non-finite at epoch {metrics.epoch}"
+    worst = max(metrics.train_loss, metrics.val_loss)
+    if worst > limit:
+        return (f"loss exploded to {worst:.3g} at epoch {metrics.epoch} (above {limit:.3g}, "
+                f"{EXPLODED:.0e} x a constant prediction's)")
+    return ""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -155,7 +186,7 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
     """Train `model` on data.train, validating on data.val after every epoch.
 
     `on_epoch` sees each epoch's metrics and may raise to stop training early (a pruner).
-    Raises Diverged when the loss stops being finite.
+    Raises Diverged when the loss stops being finite or explodes.
     """
     history: list[EpochMetrics] = []
     for metrics in epochs(model, data, recipe, device):
@@ -169,7 +200,8 @@ def epochs(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device
            ) -> Iterator[EpochMetrics]:
     """`fit` one epoch at a time: each `next` trains and validates one more epoch.
 
-    Nothing runs before the first `next`. Raises Diverged when the loss stops being finite.
+    Nothing runs before the first `next`. Raises Diverged when the loss stops being finite
+    or explodes.
     """
     model.to(device)
     train, val = data.train.to(device), data.val.to(device)  # no copy if already there
@@ -177,14 +209,15 @@ def epochs(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device
     scheduler = make_scheduler(optimizer, recipe, math.ceil(len(train) / recipe.batch_size))
     order = torch.Generator(device=device).manual_seed(recipe.seed)
     classify = data.task == "classification"
+    limit = loss_limit(train)
     history: list[EpochMetrics] = []
     for epoch in range(1, recipe.epochs + 1):
         with interrupts.immediate():  # nothing in an epoch writes: a signal stops it at once
             metrics = _epoch(model, train, val, optimizer, scheduler, order, recipe, classify,
                              epoch)
         history.append(metrics)
-        if not (math.isfinite(metrics.train_loss) and math.isfinite(metrics.val_loss)):
-            raise Diverged(history)
+        if why := diverged(metrics, limit):
+            raise Diverged(history, why)
         yield metrics
 
 

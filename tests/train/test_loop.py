@@ -162,3 +162,24 @@ def test_a_diverging_seed_stops_all_with_the_mean_history(digits):
     last = caught.value.history[-1]  # the mean over both seeds
     assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
     assert [m.epoch for m in caught.value.history] == list(range(1, len(caught.value.history) + 1))
+
+
+class Blowup(torch.nn.Module):
+    """The digits MLP with its outputs scaled up: a finite loss far above any sane one."""
+
+    def __init__(self, network: torch.nn.Module, scale: float):
+        super().__init__()
+        self.network, self.scale = network, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x) * self.scale
+
+
+def test_a_finite_loss_that_explodes_is_diverged_and_a_large_sane_one_is_not(digits):
+    torch.manual_seed(0)
+    network = build_model(ModelConfig("mlp", MLPOptions()), digits, {"width": 32, "depth": 1})
+    recipe = Recipe(epochs=2, batch_size=64, optimizer="sgd", lr=0.0, seed=0)  # lr 0: no fix
+    with pytest.raises(Diverged, match=r"loss exploded to .* at epoch 1 \(above 2\.3e\+06"):
+        fit(Blowup(network, 1e12), digits, recipe, CPU)  # finite: about 1e12
+    history = fit(Blowup(network, 1e3), digits, recipe, CPU)  # large (about 1e3), not exploded
+    assert len(history) == 2 and history[-1].val_loss > 10
