@@ -110,7 +110,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                                    ("fail_reason", "fail_reason", "")):
         frame[column] = [getattr(r, field) if r else missing for r in records]
     frame["duration"] = frame["duration"].dt.total_seconds().round(2)
-    frame = frame.rename(columns={"value": "val_loss", "duration": "seconds"})
+    frame = frame.rename(columns={"value": "val_loss", "value_val_loss": "val_loss",  # named
+                                  "duration": "seconds"})  # metric: set_metric_names
     params = [c for c in frame.columns if c.startswith("params_")]
     return frame[["number", "state", "outcome", "val_loss", "val_acc", *params, "n_params",
                   "seconds", "datetime_start", "datetime_complete", "run_id", "fail_reason"]]
