@@ -104,10 +104,17 @@ def test_trials_lists_every_trial_without_running_one(finished_study, capsys):
     assert cli("trials", "--study", str(config.path), stores=stores) == 0
     out = capsys.readouterr().out
     assert "val_loss" in out and "momentum" in out and "5 trials" in out
+    shown = out.splitlines()[1:6]  # the five trials, best validation loss first, in %
     assert cli("trials", "--study", str(config.path), "--csv", stores=stores) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [int(r["number"]) for r in rows] == [0, 1, 2, 3, 4]
     assert all(r["run_id"] and r["params_lr"] and r["outcome"] == "complete" for r in rows)
+    best_first = sorted(rows, key=lambda r: float(r["val_loss"]))
+    assert [int(line.split()[0]) for line in shown] == [int(r["number"]) for r in best_first]
+    assert shown[0].split()[4] == f"{100 * float(best_first[0]['val_acc']):.1f}%"
+    champion = [r for r in rows if r["champion"] == "True"]
+    assert len(champion) == 1 and "<- champion" in shown[
+        [int(r["number"]) for r in best_first].index(int(champion[0]["number"]))]
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.errors import NoChampion
 from hpstudy.run.select import best_trial
-from hpstudy.search.record import COMPLETE, DIVERGED, TrialRecord
+from hpstudy.search.record import CHAMPION_ATTR, COMPLETE, DIVERGED, TrialRecord
 from hpstudy.spec.space import edges
 from hpstudy.spec.study_file import StudyConfig
 
@@ -113,8 +113,10 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     frame = frame.rename(columns={"value": "val_loss", "value_val_loss": "val_loss",  # named
                                   "duration": "seconds"})  # metric: set_metric_names
     params = [c for c in frame.columns if c.startswith("params_")]
+    frame["champion"] = frame["number"] == study.user_attrs.get(CHAMPION_ATTR, {}).get("trial")
     return frame[["number", "state", "outcome", "val_loss", "val_acc", *params, "n_params",
-                  "seconds", "datetime_start", "datetime_complete", "run_id", "fail_reason"]]
+                  "seconds", "champion", "datetime_start", "datetime_complete", "run_id",
+                  "fail_reason"]]
 
 
 # ------------------------------------------------------------------------------- Optuna's views
