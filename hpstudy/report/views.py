@@ -155,6 +155,10 @@ def _slice(study: optuna.Study) -> object:
     return plot_slice(study, target_name="validation loss")
 
 
+OPTUNA_TITLES = {"Optimization History Plot", "Intermediate Values Plot", "Slice Plot",
+                 "Parallel Coordinate Plot", "Hyperparameter Importances"}  # its default titles
+FEW_FOR_IMPORTANCES = 30  # completed trials below which fANOVA's importances are noisy
+INTEGER_X = {"optimization_history.png", "intermediate_values.png"}  # trials, epochs
 _OPTUNA_VIEWS: tuple[tuple[str, str, Callable[[optuna.Study], object]], ...] = (
     ("optimization_history.png", "Validation loss of each trial and the best so far",
      _history),
@@ -172,7 +176,7 @@ def _optuna_view(filename: str, caption: str, draw: Callable[[optuna.Study], obj
                  study: optuna.Study, complete: Sequence[FrozenTrial]) -> View:
     """One of Optuna's matplotlib views as a figure of its own, or why it cannot be drawn."""
     import matplotlib.pyplot as plt  # Optuna draws through pyplot; each figure is closed here
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     if len(complete) < MIN_COMPLETE:
         return View(filename, caption, None, f"needs {MIN_COMPLETE} completed trials, the "
@@ -191,9 +195,16 @@ def _optuna_view(filename: str, caption: str, draw: Callable[[optuna.Study], obj
     for ax in axes:  # log axes: Optuna labels minor ticks too, and they overlap
         if ax.get_xscale() == "log":
             ax.xaxis.set_minor_formatter(NullFormatter())
+        for loc in ("left", "center", "right"):  # the figure's title says it, for people
+            if ax.get_title(loc) in OPTUNA_TITLES:
+                ax.set_title("", loc=loc)
+        if filename in INTEGER_X:  # epochs and trial numbers: no 2.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     wide = filename == "parallel_coordinate.png"
     figure.set_size_inches(max(11 if wide else 7, 3.4 * len(axes)), 5)
-    figure.suptitle(f"{study.study_name}: {caption.lower()}", fontsize=10)
+    few = (f" (from {len(complete)} completed trials: a rough guide)"
+           if filename == "param_importances.png" and len(complete) < FEW_FOR_IMPORTANCES else "")
+    figure.suptitle(f"{study.study_name}: {caption[0].lower()}{caption[1:]}{few}", fontsize=10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # colour bars: "not compatible with tight_layout"
         figure.tight_layout()  # long parameter names stay inside the figure
