@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "bench": "probe_cost", "date": str(datetime.date.today()), "device": str(device),
         "machine": machine(), "versions": versions(), "torch_threads": torch.get_num_threads(),
-        "command": "python bench/probe_cost.py" + (" --data-dir DIR" if args.data_dir else ""),
+        "command": " ".join(["python", "bench/probe_cost.py", *(  # no machine path in it
+            "DIR" if args.data_dir and a == str(args.data_dir) else a for a in sys.argv[1:])]),
         "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
