@@ -176,6 +176,7 @@ def _optuna_view(filename: str, caption: str, draw: Callable[[optuna.Study], obj
                  study: optuna.Study, complete: Sequence[FrozenTrial]) -> View:
     """One of Optuna's matplotlib views as a figure of its own, or why it cannot be drawn."""
     import matplotlib.pyplot as plt  # Optuna draws through pyplot; each figure is closed here
+    from matplotlib.colors import ListedColormap
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
     if len(complete) < MIN_COMPLETE:
@@ -190,7 +191,7 @@ def _optuna_view(filename: str, caption: str, draw: Callable[[optuna.Study], obj
         except (ValueError, RuntimeError) as error:  # e.g. one parameter value only
             plt.close("all")
             return View(filename, caption, None, str(error))
-    axes = np.atleast_1d(drawn).flat
+    axes = list(np.atleast_1d(drawn).flat)
     figure = axes[0].figure
     for ax in axes:  # log axes: Optuna labels minor ticks too, and they overlap
         if ax.get_xscale() == "log":
@@ -205,9 +206,20 @@ def _optuna_view(filename: str, caption: str, draw: Callable[[optuna.Study], obj
     few = (f" (from {len(complete)} completed trials: a rough guide)"
            if filename == "param_importances.png" and len(complete) < FEW_FOR_IMPORTANCES else "")
     figure.suptitle(f"{study.study_name}: {caption[0].lower()}{caption[1:]}{few}", fontsize=10)
+    for ax in axes:  # Optuna's blues fade to white at one end: that trial vanishes
+        for drawn_set in ax.collections:
+            cmap = drawn_set.get_cmap()
+            if drawn_set.get_array() is not None and cmap.name.startswith("Blues"):
+                drawn_set.set_cmap(ListedColormap(cmap(np.linspace(0.0, 0.75, 256)) if
+                                                  cmap.name.endswith("_r") else
+                                                  cmap(np.linspace(0.25, 1.0, 256))))
+    bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # colour bars: "not compatible with tight_layout"
-        figure.tight_layout()  # long parameter names stay inside the figure
+        figure.tight_layout(rect=(0, 0, 0.9 if bars else 1, 1))  # long names stay inside
+    for bar in bars:  # in the margin kept for it, not over the last panel's points
+        _, bottom, _, height = bar.get_position().bounds
+        bar.set_position((0.92, bottom, 0.015, height))
     plt.close(figure)  # forget it in pyplot; the Figure object itself stays drawable
     return View(filename, caption, figure)
 
