@@ -118,8 +118,10 @@ def _number(text: str | None) -> float | None:
 
 
 def portable(text: str, data_dir: str) -> str:
-    """`text` with this machine's data folder written as DIR/<its name> (results travel)."""
-    return text.replace(str(Path(data_dir)), f"DIR/{Path(data_dir).name}")
+    """`text` with this machine's data folder written as DIR/<its name>, and the checkout
+    (where the study files were found) as DIR: results travel, machine paths do not."""
+    text = text.replace(str(Path(data_dir)), f"DIR/{Path(data_dir).name}")
+    return text.replace(str(Path(__file__).resolve().parent.parent), "DIR")
 
 
 def run_study(study: str, data_dir: str, extra: list[str], limit: float | None) -> dict[str, Any]:
@@ -139,8 +141,8 @@ def run_study(study: str, data_dir: str, extra: list[str], limit: float | None) 
             entry["exit_code"], out, err = "timeout", _text(stopped.stdout), _text(stopped.stderr)
         entry["wall_seconds"] = round(time.perf_counter() - start, 1)
         entry["load_after"] = os.getloadavg()
-        entry["summary"] = [line for line in out.splitlines() if line.startswith(
-            ("Study ", "Champion", "Note", "trial "))][-60:]
+        entry["summary"] = [portable(line, data_dir) for line in out.splitlines()
+                            if line.startswith(("Study ", "Champion", "Note", "trial "))][-60:]
         if entry["exit_code"] not in (0, 3):
             entry["stderr_tail"] = err[-3000:]
         try:
