@@ -198,16 +198,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
     if args.csv:
         print(table.to_csv(index=False), end="")
         return EXIT_OK
-    shown = table.sort_values(["val_loss", "number"], na_position="last").drop(
-        columns=["run_id", "datetime_start", "datetime_complete", "fail_reason"])
-    shown["val_acc"] = [f"{100 * v:.1f}%" if v == v and v is not None else "" for v in
-                        shown["val_acc"]]
-    shown["champion"] = ["<- champion" if c else "" for c in shown["champion"]]
-    shown.columns = [c.removeprefix("params_") for c in shown.columns]
-    print(shown.rename(columns={"champion": ""}).to_string(
-        index=False, float_format=lambda v: f"{v:.4g}", na_rep=""))
-    print(f"\n{len(table)} trials, best validation loss first; --csv for every column (run "
-          "ids, times, failure reasons).")
+    print(terminal.trials_text(table))
     return EXIT_OK
 
 

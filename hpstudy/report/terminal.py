@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import argparse
 
     import optuna
+    import pandas as pd
     from optuna.trial import FrozenTrial
 
     from hpstudy.run.optimize import Outcome, Plan, Stores
@@ -206,3 +207,17 @@ def command_line(args: argparse.Namespace, extra: str) -> str:
         "--tracking-uri", args.tracking_uri]
     parts += ["--data-dir", args.data_dir] if args.data_dir else []
     return " ".join([*map(shlex.quote, parts), extra])
+
+
+def trials_text(table: pd.DataFrame) -> str:
+    """`hpstudy trials`: the trial table, best validation loss first, the champion marked."""
+    shown = table.sort_values(["val_loss", "number"], na_position="last").drop(
+        columns=["run_id", "datetime_start", "datetime_complete", "fail_reason"])
+    shown["val_acc"] = [f"{100 * v:.1f}%" if v == v and v is not None else "" for v in
+                        shown["val_acc"]]
+    shown["champion"] = ["<- champion" if c else "" for c in shown["champion"]]
+    shown.columns = [c.removeprefix("params_") for c in shown.columns]
+    return (shown.rename(columns={"champion": ""}).to_string(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+        + f"\n\n{len(table)} trials, best validation loss first; --csv for every column (run "
+        "ids, times, failure reasons).")
