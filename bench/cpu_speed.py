@@ -3,9 +3,9 @@
 The benchmark of the issue "Speed on every device" (a benchmark, not a test). For each
 case it runs, one after the other on the same data, with the library-default torch threads:
 
-  1. the peer (bench/peer.py): an Optuna study (TPESampler(seed=0), no pruning) with
-     optuna-integration's MLflowCallback into a sqlite store, a per-sample DataLoader, and
-     per trial the metrics of every epoch, a curves PNG and `mlflow.pytorch.log_model`;
+  1. the peer (bench/peer.py): an Optuna study (TPESampler(seed=0), no pruning) with the
+     MLflow docs' nested run per trial in a sqlite store, a per-sample DataLoader, and per
+     trial its params, the metrics of every epoch, a curves PNG and `mlflow.pytorch.log_model`;
   2. hpstudy: `optimize(plan(...))` of the bundled study with its pruner off, on the same
      parameters as the peer's trials (enqueued; `--own-params` lets it sample its own);
   3. a bare loop over the same tensors (no validation, no logging) for every network shape
@@ -63,7 +63,7 @@ from hpstudy.train.loop import evaluate
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 BARE_SECONDS = 1.0  # time each bare-loop shape for at least this long (0.2 with --quick)
 BUSY_LOAD = 0.5  # a 1-minute load average above this at start: warn that the machine is busy
-PARTS = ("train", "validate", "metrics", "figures", "model", "callback")  # where trial time goes
+PARTS = ("train", "validate", "metrics", "figures", "model", "run")  # where trial time goes
 
 
 @dataclass(frozen=True)
@@ -171,12 +171,12 @@ def side_row(trial: optuna.trial.FrozenTrial, wall: float, epochs: list[float],
 
 
 def peer_rows(result: StudyResult) -> list[dict[str, Any]]:
-    """The peer's trials: Optuna's duration plus the MLflowCallback that runs after it."""
+    """The peer's trials: Optuna's duration (its nested run's start and end inside)."""
     rows = []
     for trial in result.study.trials:
         spent = result.timings[trial.number]
         parts = {part: getattr(spent, part) for part in PARTS}
-        rows.append(side_row(trial, trial.duration.total_seconds() + spent.callback,
+        rows.append(side_row(trial, trial.duration.total_seconds(),
                              spent.epoch_seconds, parts, trial.state.name.lower()))
     return rows
 
@@ -194,7 +194,7 @@ def hpstudy_rows(outcome: Outcome, tracking_uri: str) -> list[dict[str, Any]]:
         epochs = [m.value for m in sorted(history, key=lambda m: m.step)]
         if not epochs and timings:
             epochs = [timings.get("train", 0.0) + timings.get("validate", 0.0)]
-        parts = {part: timings.get(part) for part in PARTS if part != "callback"}
+        parts = {part: timings.get(part) for part in PARTS if part != "run"}
         row = side_row(trial, trial.duration.total_seconds(), epochs, parts,
                        record.get("state") or trial.state.name.lower())
         rows.append(row | {"train_seconds": record.get("train_seconds"),
@@ -220,11 +220,10 @@ def run_peer(config: StudyConfig, data: Dataset, trials: int, folder: Path,
     load, cpu = os.getloadavg()[0], cpu_seconds()
     result = run_study(peer_setup(config, data, pip_requirements), trials, folder, enqueue)
     rows = peer_rows(result)
-    last = max(result.study.trials, key=lambda t: t.datetime_complete or result.began)
     return {"study_wall": result.seconds, "cpu_seconds": cpu_seconds() - cpu,
             "load_before": load, "load_after": os.getloadavg()[0],
             "optuna_storage": "in memory (Optuna's default)", "rows": rows} | phases(
-            result.study.trials, result.began, result.ended, result.timings[last.number].callback)
+            result.study.trials, result.began, result.ended)
 
 
 def champion_trial(outcome: Outcome) -> int | None:
@@ -376,7 +375,7 @@ SECONDS_ROWS = (  # label, summary key, note: where each side's wall time went
     ("    metrics", "metrics", ""),
     ("    figures", "figures", "hpstudy: handing them to its writer process"),
     ("    model", "model", "hpstudy: its weights; packaging is in selection"),
-    ("    MLflowCallback", "callback", ""),
+    ("    nested run (start, params, end)", "run", "the peer: mlflow.start_run(nested=True)"),
     ("    rest of the trials", "rest_of_trials", ""),
     ("  outside trials", "outside_trials", ""),
     ("    before the first trial", "before_first_trial", "stores, study, parent run"),
@@ -554,7 +553,7 @@ def main() -> None:
                              "--cases digits_mlp)") from None
         print(f"{name}: data loaded in {time.perf_counter() - started:.1f} s", flush=True)
     results: dict[str, Any] = {
-        "benchmark": "cpu_speed", "command": shlex.join(sys.orig_argv), "cwd": os.getcwd(),
+        "benchmark": "cpu_speed", "command": shlex.join(sys.orig_argv),
         "date_utc": now.isoformat(timespec="seconds"), "device": machine(),
         "versions": versions(("torch", "optuna", "optuna-integration", "mlflow")),
         "load_average_at_start": os.getloadavg(),

@@ -1,10 +1,11 @@
 """The plain way, as the benchmarks compare hpstudy against it (a benchmark helper, not a test).
 
-What people usually write: a per-sample `DataLoader`, a training loop that reads the loss
-back every batch, an Optuna study with optuna-integration's `MLflowCallback`, and inside
-the objective `mlflow.log_metrics(..., step=epoch)`, a pyplot figure and
-`mlflow.pytorch.log_model`. `bench/gpu_speed.py` uses the epoch and validation loops;
-`bench/cpu_speed.py` the whole study (`run_study`).
+What people usually write in 2026: a per-sample `DataLoader`, a training loop that reads
+the loss back every batch, and the MLflow docs' Optuna loop (a parent run, and inside the
+objective `with mlflow.start_run(nested=True)`, `mlflow.log_params`, `mlflow.log_metrics(...,
+step=epoch)`, a pyplot figure and `mlflow.pytorch.log_model`). optuna-integration's
+`MLflowCallback`, which an earlier version used, is deprecated. `bench/gpu_speed.py` uses the
+epoch and validation loops; `bench/cpu_speed.py` the whole study (`run_study`).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Timings:
     metrics: float = 0.0  # mlflow.log_metrics, every epoch
     figures: float = 0.0  # draw the curves and mlflow.log_figure
     model: float = 0.0  # mlflow.pytorch.log_model
-    callback: float = 0.0  # MLflowCallback after the trial: value, params, tags
+    run: float = 0.0  # mlflow.start_run(nested=True), log_params, the final value, end_run
     params: dict[str, float | int] = field(default_factory=dict)
 
 
@@ -204,47 +205,30 @@ def fit_and_log(setup: Setup, trial: optuna.Trial, model: torch.nn.Module, spent
 
 def run_study(setup: Setup, trials: int, folder: Path, enqueue: Sequence[dict] = ()
               ) -> StudyResult:
-    """The plain study: TPE(seed 0), no pruning, MLflowCallback into sqlite under `folder`.
+    """The plain study: TPE(seed 0), no pruning, one nested MLflow run per trial (the MLflow
+    docs' hyperparameter-tuning loop) into sqlite under `folder`.
 
     `enqueue`: parameters to run first, in order (Optuna's `enqueue_trial`).
     """
-    from optuna_integration.mlflow import MLflowCallback
-
     plt.switch_backend("agg")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # MLflowCallback's deprecation
     began, started = datetime.datetime.now(), time.perf_counter()
-    uri = f"sqlite:///{folder}/mlflow.db"
-    mlflow.set_tracking_uri(uri)  # the artifacts beside it, not in ./mlruns
+    mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")  # artifacts beside it, not ./mlruns
     mlflow.create_experiment(setup.name, artifact_location=(folder / "artifacts").as_uri())
     mlflow.set_experiment(setup.name)
-    callback = MLflowCallback(tracking_uri=uri, metric_name="val_loss",
-                              mlflow_kwargs={"nested": True})
     timings: dict[int, Timings] = {}
 
-    @callback.track_in_mlflow()
     def objective(trial: optuna.Trial) -> float:
         spent = timings[trial.number] = Timings(params=setup.space.suggest(trial))
-        torch.manual_seed(setup.seed)
-        model = setup.build(spent.params["width"], spent.params["depth"])
-        history, diverged = fit_and_log(setup, trial, model, spent)
         t0 = time.perf_counter()
-        figure = curves(history, f"{setup.name}: trial {trial.number}")
-        mlflow.log_figure(figure, "curves.png")
-        plt.close(figure)
-        spent.figures = time.perf_counter() - t0
-        if diverged:
-            raise optuna.TrialPruned(f"loss became non-finite at epoch {len(history)}")
-        t0 = time.perf_counter()
-        mlflow.pytorch.log_model(model, name="model", pip_requirements=setup.pip_requirements,
-                                 input_example=setup.val.tensors[0][:2].numpy())
-        spent.model = time.perf_counter() - t0
-        return history[-1]["val_loss"]
-
-    def timed_callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        t0 = time.perf_counter()
-        callback(study, trial)
-        timings[trial.number].callback = time.perf_counter() - t0
+        with mlflow.start_run(nested=True, run_name=f"trial-{trial.number}"):
+            mlflow.log_params(spent.params)
+            spent.run = time.perf_counter() - t0
+            value = train_trial(setup, trial, spent)
+            t0 = time.perf_counter()
+            mlflow.log_metric("final_val_loss", value)
+        spent.run += time.perf_counter() - t0
+        return value
 
     study = optuna.create_study(study_name=setup.name, direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=0),
@@ -252,6 +236,25 @@ def run_study(setup: Setup, trials: int, folder: Path, enqueue: Sequence[dict] =
     for params in enqueue:
         study.enqueue_trial(params)
     with mlflow.start_run(run_name="study"):
-        study.optimize(objective, n_trials=trials, callbacks=[timed_callback])
+        study.optimize(objective, n_trials=trials)
     return StudyResult(study, time.perf_counter() - started, timings, began,
                        datetime.datetime.now())
+
+
+def train_trial(setup: Setup, trial: optuna.Trial, spent: Timings) -> float:
+    """Inside a trial's run: train, log the curves and the model; the last validation loss."""
+    torch.manual_seed(setup.seed)
+    model = setup.build(spent.params["width"], spent.params["depth"])
+    history, diverged = fit_and_log(setup, trial, model, spent)
+    t0 = time.perf_counter()
+    figure = curves(history, f"{setup.name}: trial {trial.number}")
+    mlflow.log_figure(figure, "curves.png")
+    plt.close(figure)
+    spent.figures = time.perf_counter() - t0
+    if diverged:
+        raise optuna.TrialPruned(f"loss became non-finite at epoch {len(history)}")
+    t0 = time.perf_counter()
+    mlflow.pytorch.log_model(model, name="model", pip_requirements=setup.pip_requirements,
+                             input_example=setup.val.tensors[0][:2].numpy())
+    spent.model = time.perf_counter() - t0
+    return history[-1]["val_loss"]

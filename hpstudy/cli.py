@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands
     from optuna.trial import FrozenTrial
     from tqdm import tqdm
 
+    from hpstudy.data import Dataset
     from hpstudy.run.optimize import Plan
     from hpstudy.spec.study_file import StudyConfig
 
@@ -105,9 +106,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             if not phases:
                 raise
-            print(f"\nhpstudy: interrupted while {phases[-1]}. Every trial is saved (none "
-                  "was running); to finish the job run: "
-                  f"{terminal.command_line(args, '--trials 0')}", file=sys.stderr)
+            print(terminal.interrupted_after_trials(
+                phases[-1], terminal.command_line(args, "--trials 0")), file=sys.stderr)
             return EXIT_INTERRUPTED
     print(terminal.summary(outcome, plan.config, plan.stores, args.ui_port))
     if outcome.stopped or outcome.worker_problems:
@@ -210,15 +210,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hpstudy.run.optimize import load_data
 
     _quiet_mlflow()
-    try:
-        data = load_data(config, args.data_dir)
-    except UserError as error:  # only the sample grid needs the data
-        print(f"hpstudy: warning: no dataset sample in the report ({error})", file=sys.stderr)
-        data = None
+
+    def data() -> Dataset | None:  # only the sample grid needs it: loaded when drawing
+        try:
+            return load_data(config, args.data_dir)
+        except UserError as error:
+            print(f"hpstudy: warning: no dataset sample in the report ({error})", file=sys.stderr)
+            return None
+
     output = Path(args.output or f"{config.name}-report.html")
-    run_id = write_report(config, args.storage, args.tracking_uri, output, data)
-    print(f"Report: {output.resolve()}" + (f"\nAlso logged to run {run_id} (study/report.html)"
-                                           if run_id else ""))
+    run_id, reused = write_report(config, args.storage, args.tracking_uri, output, data)
+    print(f"Report: {output.resolve()}" + (
+        f"\n(as run {run_id} drew it: the study has not changed since)" if reused else
+        f"\nAlso logged to run {run_id} (study/report.html)" if run_id else ""))
     return EXIT_OK
 
 

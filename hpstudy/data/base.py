@@ -31,6 +31,16 @@ class Split:
         """The same split on `device`."""
         return Split(self.x.to(device), self.y.to(device))
 
+    def digest(self) -> str:
+        """16 hex digits that change when any input or target does (BLAKE2b of the bytes)."""
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=8)
+        for tensor in (self.x, self.y):
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def take(self, index: np.ndarray | torch.Tensor) -> Split:
         """The examples at `index`, in that order."""
         import torch

@@ -74,10 +74,17 @@ class Architecture:
     # which of width, depth, dropout the options set instead (so they must not be searched)
     derives: Callable[[Any], dict[str, str]] = field(default=_derives_nothing)
     source: str = ""  # the import path of a user's network ("" for the built-in ones)
+    idle_at_depth_0: frozenset[str] = frozenset()  # shape keys that mean nothing at depth 0
 
     def option_keys(self) -> tuple[str, ...]:
         """The [model] keys beside `architecture`, in the order its options declare them."""
         return tuple(f.name for f in dataclasses.fields(self.options) if f.init)
+
+    def meaningful(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's `params` without those this architecture ignores at their depth (e.g.
+        an MLP's width at depth 0): what figures and tables show."""
+        idle = self.idle_at_depth_0 if params.get("depth") == 0 else frozenset()
+        return {k: v for k, v in params.items() if k not in idle}
 
     def takes(self) -> tuple[str, ...]:
         """Every model key it takes: the shape keys it uses, then its options."""
@@ -116,17 +123,19 @@ MODELS: dict[str, Architecture] = {
     "mlp": Architecture(mlp, MLPOptions, frozenset({"width", "depth", "dropout"}),
                         "hidden units in every hidden layer (derived from model.param_budget "
                         "when that is set)",
-                        "hidden layers (0 gives softmax regression)", mlp_derives),
+                        "hidden layers (0 gives softmax regression)", mlp_derives,
+                        idle_at_depth_0=frozenset({"width", "dropout"})),
     "cnn": Architecture(cnn, CNNOptions, frozenset({"width", "depth", "dropout"}),
                         "channels of the first conv block; each further block doubles them",
-                        "conv blocks (conv, ReLU, 2x2 max pool) before the FC layers"),
+                        "conv blocks (conv, ReLU, 2x2 max pool) before the FC layers",
+                        idle_at_depth_0=frozenset({"width"})),
     "linear": Architecture(linear, LinearOptions, frozenset(),
                            "not used: one linear layer from the pixels to the classes",
                            "not used (softmax regression has no hidden layer)"),
     "bn_cnn": Architecture(bn_cnn, BNCNNOptions, frozenset({"width", "depth", "dropout"}),
                            "channels of the first two conv blocks; they double every two blocks",
                            "conv blocks (conv, batch norm, ReLU, 2x2 average pool) before "
-                           "one batch-normalised FC layer"),
+                           "one batch-normalised FC layer", idle_at_depth_0=frozenset({"width"})),
     "lenet5": Architecture(lenet5, LeNet5Options, frozenset({"width", "dropout"}),
                            "channels of the first conv (6 is LeNet-5); the second conv has "
                            "16/6 of it, the FC layers 20x and 14x it",

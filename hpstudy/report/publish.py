@@ -8,6 +8,7 @@ report (`report`) as `study/report.html`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,15 +18,18 @@ from hpstudy.data import Dataset
 from hpstudy.report.page import render
 from hpstudy.report.views import View, best_params, edge_warnings, study_views, trials_table
 from hpstudy.run.select import CHAMPION
+from hpstudy.search.record import CHAMPION_ATTR
 from hpstudy.search.study import load_existing
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.storage import DEFAULT_TRACKING_URI
+from hpstudy.tracking.artifacts import read_text
 from hpstudy.tracking.runs import Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
 
 EDGE_TAG = "hpstudy.edge_warning"  # searched parameters whose best value sits on a bound
+SHOWS_TAG = "hpstudy.report_shows"  # the study state (`study_state`) the run's report shows
 REPORT_FILE, TABLE_FILE = "report.html", "trials.csv"  # under the run's study/
 
 
@@ -44,8 +48,18 @@ def publish(study: optuna.Study, config: StudyConfig, data: Dataset | None, trac
     page = report_page(study, config, tracker, views, warnings)
     tracker.log_study(run_id, {v.filename: v.png for v in views if v.figure is not None} | {
         TABLE_FILE: trials_table(study).to_csv(index=False), REPORT_FILE: page},
-        best_params(study), {EDGE_TAG: "; ".join(warnings) or "none"})
+        best_params(study), {EDGE_TAG: "; ".join(warnings) or "none",
+                             SHOWS_TAG: study_state(study)})
     return failed
+
+
+def study_state(study: optuna.Study) -> str:
+    """What a report shows, in one line: it changes when a trial starts or ends, or when the
+    champion moves (so an unchanged study's report can be reused)."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state.is_finished() for t in trials)
+    champion = study.user_attrs.get(CHAMPION_ATTR, {}).get("version")
+    return f"{len(trials)} trials, {finished} finished, champion version {champion}"
 
 
 def report_page(study: optuna.Study, config: StudyConfig, tracker: Tracker,
@@ -69,19 +83,25 @@ def serve_hint(name: str, tracking_uri: str) -> str:
 
 
 def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, output: Path,
-                 data: Dataset | None) -> str | None:
+                 data: Callable[[], Dataset | None]) -> tuple[str | None, bool]:
     """`hpstudy report`: the HTML page at `output`, and on the study's latest `optimize` run.
 
-    Returns that run's id (None if the study has none). Reads the study; runs nothing.
+    When the study has not changed since that run drew its report, the page is that one
+    (no figure drawn, `data` not loaded). Returns the run's id (None if the study has
+    none) and whether its page was reused. Reads the study; runs nothing.
     """
     study = load_existing(config.name, storage_url)
     tracker = Tracker(tracking_uri, config.name)
-    page = report_page(study, config, tracker, data=data)
+    run_id, state = tracker.latest_parent_run("optimize"), study_state(study)
+    if run_id is not None and tracker.run_tags(run_id).get(SHOWS_TAG) == state:
+        output.write_text(read_text(tracker.uri, run_id, f"study/{REPORT_FILE}"), encoding="utf-8")
+        return run_id, True
+    page = report_page(study, config, tracker, data=data())
     output.write_text(page, encoding="utf-8")
-    run_id = tracker.latest_parent_run("optimize")
     if run_id is not None:
         tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
-    return run_id
+        tracker.set_tags(run_id, {SHOWS_TAG: state})
+    return run_id, False
 
 
 def trial_rows(name: str, storage_url: str) -> pd.DataFrame:

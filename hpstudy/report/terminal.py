@@ -209,6 +209,13 @@ def command_line(args: argparse.Namespace, extra: str) -> str:
     return " ".join([*map(shlex.quote, parts), extra])
 
 
+def interrupted_after_trials(phase: str, finish: str) -> str:
+    """What an interrupt once the trials were over kept, and the command that finishes."""
+    return (f"\nhpstudy: interrupted while {phase}. Every trial is saved (none was running); "
+            "a champion is registered whole (version and alias) or not at all. To finish the "
+            f"job run: {finish}")
+
+
 def trials_text(table: pd.DataFrame) -> str:
     """`hpstudy trials`: the trial table, best validation loss first, the champion marked."""
     shown = table.sort_values(["val_loss", "number"], na_position="last").drop(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # the figure writer draws from arrays: it needs no torch
 
 MAX_TILES = 64  # units or filters shown in the weights figure
 CLIP = 100.0  # loss values above CLIP x the median loss are drawn at the top, marked
+TITLE_WIDTH = 90  # characters a line of a figure title holds at 9-10 pt on a 7-inch figure
 
 
 def curves(history: Sequence[EpochMetrics], title: str) -> Figure:
@@ -64,7 +66,7 @@ def trial_title(study: str, trial: int, state: str, params: dict[str, object]) -
     """A trial figure's title: the study, the trial number, how it ended and its parameters."""
     values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in params.items())
-    return f"{study}: trial {trial} ({state})\n{values}"
+    return f"{study}: trial {trial} ({state})\n" + "\n".join(textwrap.wrap(values, TITLE_WIDTH))
 
 
 def first_layer_weights(model: nn.Module, input_shape: Sequence[int], title: str,
@@ -120,8 +122,8 @@ def layer_weights(weights: np.ndarray, conv: bool, input_shape: Sequence[int],
             r, c = divmod(i, cols)
             ax.text(c * (w + 1) - 0.3, r * (h + 1) - 0.3, name, ha="left", va="top", fontsize=8,
                     bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "linewidth": 0})
-    ax.set_title(f"{title}\nfirst-layer {what}: {len(tiles)} of {len(weights)}, {cols} a row; "
-                 f"{note}", fontsize=9)
+    fig.suptitle(f"{title}\nfirst-layer {what}: {len(tiles)} of {len(weights)}, {cols} a row;"
+                 f"\n{note}", fontsize=9)  # the figure's, not the axes': never cut at the sides
     return fig
 
 

@@ -280,7 +280,7 @@ def lr_momentum_map(trials: Sequence[FrozenTrial], config: StudyConfig) -> View:
            title=f"{config.name}: validation loss over learning rate x momentum\n"
                  f"{len(points)} trials")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)  # below: never on the points
     return View(filename, caption, fig)
 
 

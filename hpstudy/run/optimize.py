@@ -188,16 +188,19 @@ def _parent_tags(plan: Plan, command: str) -> dict[str, Any]:
         for name in ("hpstudy", "optuna", "mlflow", "torch")}
 
 
-def _start_parent(plan: Plan, tracker: Tracker, command: str, first: int) -> str:
-    """The parent run of an `optimize` or `worker` call, holding the study file."""
-    config = plan.config
+def _start_parent(plan: Plan, tracker: Tracker, command: str, study: optuna.Study) -> str:
+    """The parent run of an `optimize` or `worker` call, holding the study file; named after
+    the first trial it runs (a queued one, if any, else the next new one)."""
+    config, trials = plan.config, study.get_trials(deepcopy=False)
+    first = min((t.number for t in trials if t.state == optuna.trial.TrialState.WAITING),
+                default=len(trials))
     run_id = tracker.start_run(
         f"{command} from trial {first}",
         params=config.fixed_params() | {
             "trials": plan.trials, "timeout_s": plan.timeout, "jobs": plan.jobs,
             "device": plan.device if plan.jobs > 1 else describe_device(plan.torch_device),
             "overrides": " ".join(config.overrides)},
-        tags=_parent_tags(plan, command))
+        tags=_parent_tags(plan, command), system_metrics=True)
     tracker.log_text(run_id, config.path.read_text(), f"study/{config.path.name}")
     return run_id
 
@@ -277,7 +280,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
     tracker = Tracker(stores.tracking_uri, config.name)
     first = len(study.get_trials(deepcopy=False))
     repairs = reconcile(study, tracker)
-    run_id = _start_parent(plan, tracker, "optimize", first)
+    run_id = _start_parent(plan, tracker, "optimize", study)
     status, stopped, problems, failures, cleanup = RUN_FAILED, "", [], [], None
     try:
         if plan.jobs == 1:
@@ -292,7 +295,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
         try:
             selection, reason = select(study, plan.data, tracker, run_id,
                                        _network_of(plan.config, plan.data, tracker),
-                                       _floor(plan)), ""
+                                       _floor(plan), config.data.name), ""
         except NoChampion as error:
             selection, reason = None, str(error)
         seconds = time.perf_counter() - started
@@ -341,7 +344,7 @@ def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | Non
     first = len(study.get_trials(deepcopy=False))
     repairs = reconcile(study, tracker)
     own = parent_id is None
-    run_id = _start_parent(plan, tracker, "worker", first) if own else parent_id
+    run_id = _start_parent(plan, tracker, "worker", study) if own else parent_id
     status = RUN_FAILED
     try:
         stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
@@ -385,7 +388,8 @@ def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
                                | Process.this().tags())
     status = RUN_FAILED
     try:
-        selection = select(study, data, tracker, run_id, _network_of(config, data, tracker), rule)
+        selection = select(study, data, tracker, run_id, _network_of(config, data, tracker), rule,
+                           config.data.name)
         _keep_best(config, study, tracker, rule)
         status = RUN_FINISHED
     finally:

@@ -20,7 +20,9 @@ from hpstudy.data import Dataset, Split
 from hpstudy.errors import NoChampion, UserError
 from hpstudy.search.record import CHAMPION_ATTR, TrialRecord
 from hpstudy.tracking.artifacts import WEIGHTS_FILE, load_network
+from hpstudy.tracking.packaging import dataset_input
 from hpstudy.tracking.runs import DELETED_TAG, Tracker
+from hpstudy.train import interrupts
 from hpstudy.train.loop import constant_loss, evaluate
 
 NetworkOf = Callable[[FrozenTrial], torch.nn.Module]  # a trial's trained network
@@ -128,7 +130,7 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker, network_of: Net
             "run_id": run_id}
     current = tracker.version_by_alias(name, CHAMPION)
     if current is None:
-        return Decision(**best, moves=True, reason="there is no champion yet")
+        return Decision(**best, moves=True, reason="the study's first champion (there was none)")
     held = {"current_version": str(current.version), "current_trial": current.tags.get("trial")}
     if current.run_id == run_id:
         return Decision(**best, **held, current_val_loss=val_loss, moves=False,
@@ -149,18 +151,20 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker, network_of: Net
 
 
 def select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
-           network_of: NetworkOf, rule: Floor | None = None) -> Selection:
+           network_of: NetworkOf, rule: Floor | None = None, dataset: str = "") -> Selection:
     """Decide, then (if the best model wins) test it once, register it and move the aliases.
 
     Holds the study's registry lock throughout: concurrent selections (many workers
-    finishing at once) register a model once and all report the same version.
+    finishing at once) register a model once and all report the same version. A signal
+    waits for the end (`interrupts.critical`): never a version without its alias, nor a
+    lock left behind. `dataset` names the data in MLflow (the study's [data] name).
     """
-    with tracker.registry_lock(study.study_name):
-        return _select(study, data, tracker, run_id, network_of, rule)
+    with interrupts.critical(), tracker.registry_lock(study.study_name):
+        return _select(study, data, tracker, run_id, network_of, rule, dataset or study.study_name)
 
 
 def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
-            network_of: NetworkOf, rule: Floor | None) -> Selection:
+            network_of: NetworkOf, rule: Floor | None, dataset: str) -> Selection:
     """`select`, under the lock: the servable model is packaged only for a new champion."""
     decision = decide(study, data, tracker, network_of, rule)
     tracker.set_tags(run_id, {"best_trial": decision.trial, "best_run": decision.run_id,
@@ -168,13 +172,18 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
     tracker.log_metrics(run_id, {"best_val_loss": decision.val_loss})
     if not decision.moves:
         return Selection(decision, decision.current_version or "")
-    network = network_of(study.trials[decision.trial])
+    trial = study.trials[decision.trial]
+    network = network_of(trial)
     with torch.no_grad():
         test_loss, test_acc = evaluate(network, data.test)
-    tracker.log_model(decision.run_id, network, data.val.x[:2].cpu().numpy(), data.classes)
-    tracker.log_metrics(run_id, {"test_loss": test_loss}
-                        | ({} if math.isnan(test_acc) else {"test_acc": test_acc}))
-    version = tracker.register(decision.name, decision.run_id, tags={
+        val_acc = evaluate(network, data.val)[1]
+    model_uri = tracker.log_model(decision.run_id, network, data.val.x[:2].cpu().numpy(),
+                                  data.classes, step=max(trial.intermediate_values, default=0))
+    for part, split, metrics in (("val", data.val, _named("val", decision.val_loss, val_acc)),
+                                 ("test", data.test, _named("test", test_loss, test_acc))):
+        tracker.log_model_metrics(run_id, model_uri, metrics,  # on this call's run: the trial's
+                                  dataset_input(dataset, part, split, dataset))  # keeps its curves
+    version = tracker.register(decision.name, model_uri, decision.run_id, tags={
         "study": decision.name, "trial": decision.trial, "val_loss": decision.val_loss,
         "run_id": decision.run_id, "test_loss": test_loss, "test_acc": test_acc})
     if decision.current_version is not None:
@@ -186,6 +195,11 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
         "val_loss": decision.val_loss, "test_loss": test_loss,
         "test_acc": None if math.isnan(test_acc) else test_acc})
     return Selection(decision, version, test_loss, test_acc)
+
+
+def _named(part: str, loss: float, accuracy: float) -> dict[str, float]:
+    """{part}_loss and (for classification) {part}_acc."""
+    return {f"{part}_loss": loss} | ({} if math.isnan(accuracy) else {f"{part}_acc": accuracy})
 
 
 # ------------------------------------------------------------------------------- storage budget

@@ -22,7 +22,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from hpstudy.data import Dataset
-from hpstudy.models import build_model, count_parameters
+from hpstudy.models import architecture, build_model, count_parameters
 from hpstudy.report import trial_figures as plots
 from hpstudy.report.probes import Probe, probe_for
 from hpstudy.search.record import (
@@ -44,6 +44,7 @@ from hpstudy.search.record import (
 from hpstudy.spec.space import Param, Value
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.tracking.artifacts import load_weights
+from hpstudy.tracking.packaging import dataset_input
 from hpstudy.tracking.runs import RunEnd, Tracker, write_run_end
 from hpstudy.tracking.writer import Writer
 from hpstudy.train import interrupts
@@ -168,6 +169,9 @@ class Objective:
                  device: torch.device, writer: Writer | None = None):
         self.config, self.data, self.tracker = config, data, tracker
         self.parent_id, self.device, self.writer = parent_id, device, writer
+        name = config.data.name  # the splits every trial trains and validates on, digested once
+        self.inputs = [dataset_input(name, part, split, name)
+                       for part, split in (("train", data.train), ("val", data.val))]
 
     def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
         """A trial's MLflow run (with the study's fixed settings) and its first record."""
@@ -178,6 +182,7 @@ class Objective:
                                             "device": describe_device(self.device)},
             tags={STUDY_TAG: config.name, TRIAL_TAG: trial.number, ATTEMPT_TAG: record.attempt}
             | record.process.tags())
+        self.tracker.log_data(run_id, self.inputs)
         record = record.but(run_id=run_id)
         trial.set_user_attr(ATTR, record.to_attr())
         return record, EpochLog(self.tracker, run_id)
@@ -268,7 +273,8 @@ class Objective:
         model; the task's own view (xor, functions) where there is one."""
         if not history:
             return (), ()
-        title = plots.trial_title(self.config.name, trial.number, state, trial.params)
+        shown = architecture(self.config.model.architecture).meaningful(trial.params)
+        title = plots.trial_title(self.config.name, trial.number, state, shown)
         figures: list[tuple] = [(CURVES_PNG, plots.curves, (history, title))]
         figures += (probe or Probe()).figures(title)
         if model is None:
@@ -300,7 +306,8 @@ class Objective:
         started = time.perf_counter()
         figures, texts = self.pictures(trial, state, history, model, probe)
         job = RunEnd(self.tracker.uri, run_id, RUN_STATUS[state],
-                     {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures, texts)
+                     {STATE_TAG: state} | ({REASON_TAG: reason} if reason else {}), figures, texts,
+                     end_time=int(time.time() * 1000))
         log.timings["figures"] = time.perf_counter() - started
         record = record.but(
             state=state, fail_reason=reason, weights_uri=weights_uri,
@@ -309,6 +316,9 @@ class Objective:
             train_seconds=sum(m.seconds for m in history),
             logging_seconds=self.tracker.seconds(run_id), timings=log.timings)
         trial.set_user_attr(ATTR, record.to_attr())
+        for key, value in ((STATE_TAG, state), (REASON_TAG, reason)):  # flat, for optuna-dashboard
+            if value:  # (its trial page shows a dict as one long line of JSON)
+                trial.set_user_attr(key, value)
         self.tracker.log_metrics(run_id, {"logging_seconds": record.logging_seconds})
         if self.writer is None:
             write_run_end(job)

@@ -19,7 +19,8 @@ ATTR = "hpstudy"  # the Optuna user attribute holding a trial's record
 CODE_ATTR = "hpstudy.code"  # the Optuna study's user attribute: the user code its first call ran
 CHAMPION_ATTR = "hpstudy.champion"  # the study's user attribute: the registered champion
 
-# MLflow tags on a trial's run (and, for host/pid/command, on a call's parent run)
+# MLflow tags on a trial's run (and, for host/pid/command, on a call's parent run); state and
+# reason are also the trial's flat Optuna user attributes, which optuna-dashboard lists
 STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial_number"
 ATTEMPT_TAG = "hpstudy.attempt"  # 1, or 2 for the retry of a trial whose worker died

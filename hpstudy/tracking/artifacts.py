@@ -47,19 +47,21 @@ def registered_version(tracking_uri: str, name: str, alias: str) -> ModelVersion
 
 
 def _resolve(uri: str, tracking_uri: str) -> str:
-    """A registered (models:/NAME@ALIAS, models:/NAME/VERSION) or logged (runs:/RUN/PATH)
-    artifact's stored location, re-rooted if its sqlite store was moved (`rerooted`)."""
+    """A registered (models:/NAME@ALIAS, models:/NAME/VERSION), logged (models:/MODEL_ID) or
+    run (runs:/RUN/PATH) artifact's stored location, re-rooted if its sqlite store was moved
+    (`rerooted`)."""
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     if uri.startswith("runs:/"):
         run_id, _, path = uri.removeprefix("runs:/").partition("/")
         uri = f"{client.get_run(run_id).info.artifact_uri}/{path}"
     elif uri.startswith("models:/"):
         name, sep, alias = uri.removeprefix("models:/").partition("@")
-        if sep:
-            uri = client.get_model_version_by_alias(name, alias).source
-        else:
-            name, _, version = name.rpartition("/")
-            uri = client.get_model_version_download_uri(name, version)
+        if sep:  # a version's source is its logged model, models:/MODEL_ID
+            return _resolve(client.get_model_version_by_alias(name, alias).source, tracking_uri)
+        name, _, version = name.rpartition("/")
+        if name:
+            return _resolve(client.get_model_version(name, version).source, tracking_uri)
+        uri = client.get_logged_model(version).artifact_location
     return rerooted(uri, tracking_uri)
 
 

@@ -7,7 +7,6 @@ metrics go in one batched write (about a millisecond on sqlite).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
@@ -15,35 +14,34 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities import (
+    DatasetInput,
+    LoggedModelOutput,
+    LoggedModelStatus,
+    Metric,
+    Param,
+    Run,
+    RunTag,
+    ViewType,
+)
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import storage
-from hpstudy.errors import UserError
-from hpstudy.models import export
-from hpstudy.search.record import COMMAND_TAG, FIGURES_ERROR_TAG, RUN_FINISHED, TRIAL_TAG, Process
-from hpstudy.tracking.artifacts import (
-    MODEL_NAME,
-    NETWORK_FILE,
-    WEIGHTS_FILE,
-    files,
-    predictor_code,
-    registered_version,
-    rerooted,
-)
-from hpstudy.tracking.packaging import input_example, requirements, signature
+from hpstudy.search.record import COMMAND_TAG, FIGURES_ERROR_TAG, RUN_FINISHED, TRIAL_TAG
+from hpstudy.tracking.artifacts import MODEL_NAME, WEIGHTS_FILE, files, rerooted
+from hpstudy.tracking.packaging import save_network
+from hpstudy.tracking.registry import Registry
 from hpstudy.train.loop import EpochMetrics
 
 if TYPE_CHECKING:  # torch is imported where a network is handled: the figure writer needs none
@@ -51,9 +49,7 @@ if TYPE_CHECKING:  # torch is imported where a network is handled: the figure wr
 
 PARAM_LIMIT = 6000  # MLflow's longest parameter value, in characters
 TAG_LIMIT = 5000  # a tag value we write is cut here (MLflow takes 8000)
-LOCK_SUFFIX = ".selection-lock"  # the registered model that serialises a study's selections
-LOCK_TTL = 600  # seconds after which a selection lock is taken for abandoned
-LOCK_WAIT = 900  # seconds a selection waits for another to finish
+SYSTEM_EVERY = 5.0  # seconds between samples of a call's CPU, memory and GPU use
 DELETED_TAG = "hpstudy.weights_deleted"  # why a trial's weights are gone (storage budget)
 
 
@@ -78,12 +74,13 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class Tracker:
-    """One MLflow experiment (one study) in one tracking store."""
+class Tracker(Registry):
+    """One MLflow experiment (one study) in one tracking store, and its registry."""
 
     def __init__(self, tracking_uri: str, experiment: str):
         self.uri = tracking_uri
         self.spent: dict[str, float] = {}  # run id -> seconds spent logging to it
+        self.monitors: dict[str, Any] = {}  # run id -> its SystemMetricsMonitor, until it ends
         self.context = resolve_tags({})  # MLflow's source, user and git tags, as fluent runs get
         with storage.creation_lock(tracking_uri):  # a fresh sqlite store is made once
             self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)  # makes tables
@@ -109,8 +106,14 @@ class Tracker:
     # ------------------------------------------------------------------ runs
 
     def start_run(self, name: str, params: Mapping[str, Any] | None = None,
-                  tags: Mapping[str, Any] | None = None, parent_id: str | None = None) -> str:
-        """A new run (nested under `parent_id` if given) with its parameters; returns its id."""
+                  tags: Mapping[str, Any] | None = None, parent_id: str | None = None,
+                  system_metrics: bool = False) -> str:
+        """A new run (nested under `parent_id` if given) with its parameters; returns its id.
+
+        With `system_metrics`, MLflow's monitor (CPU, memory, disk, network; GPUs when
+        pynvml is there) samples every SYSTEM_EVERY seconds, from its own thread, until
+        `end_run`.
+        """
         tags = self.context | {k: str(v) for k, v in (tags or {}).items()}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
@@ -120,6 +123,12 @@ class Tracker:
             self.client.log_batch(run_id, params=[Param(k, str(v)[:PARAM_LIMIT])
                                                   for k, v in params.items()])
         self.spent[run_id] = time.perf_counter() - started
+        if system_metrics:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(run_id, SYSTEM_EVERY, tracking_uri=self.uri)
+            monitor.start()
+            self.monitors[run_id] = monitor
         return run_id
 
     @_timed
@@ -188,31 +197,48 @@ class Tracker:
 
     @_timed
     def log_model(self, run_id: str, network: torch.nn.Module, example: np.ndarray,
-                  classes: Sequence[str]) -> str:
-        """The network as a servable pyfunc (hpstudy.serve.predictor); returns the model's URI.
+                  classes: Sequence[str], step: int) -> str:
+        """The network as an MLflow 3 LoggedModel produced by run `run_id` at `step` (its
+        last epoch): a servable pyfunc (hpstudy.serve.predictor) with the run's parameters,
+        listed in the experiment's Models tab. Returns its URI, models:/<model_id>.
 
-        `example` is a small batch of training-format inputs (uint8 images or float
-        features); the first one becomes the logged input example. The model is saved
-        locally, then written into the run's artifacts through the client.
+        `example` is a small batch of training-format inputs (see `save_network`).
         """
-        import torch
-
-        network = copy.deepcopy(network).cpu().eval()
-        image = example.ndim == 4 and example.dtype == np.uint8  # else numbers, as features
-        with tempfile.TemporaryDirectory() as folder:
-            path, model_dir = Path(folder) / NETWORK_FILE, Path(folder) / MODEL_NAME
-            torch.export.save(export(network, example), path)
-            mlflow.pyfunc.save_model(
-                model_dir, python_model=predictor_code(), artifacts={"network": str(path)},
-                model_config={"input_shape": list(example.shape[1:]), "classes": list(classes),
-                              "images": image},
-                signature=signature(image, bool(classes)),
-                input_example=input_example(example[0], image),
-                pip_requirements=requirements())
-            self.client.log_artifacts(run_id, str(model_dir), MODEL_NAME)
-        uri = f"runs:/{run_id}/{MODEL_NAME}"
+        run = self.client.get_run(run_id)
+        logged = self.client.create_logged_model(
+            self.experiment_id, name=run.info.run_name, source_run_id=run_id,
+            params=dict(run.data.params), model_type="pyfunc")
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                local = Path(folder) / MODEL_NAME
+                save_network(local, copy.deepcopy(network).cpu().eval(), example, classes,
+                             Model(artifact_path=logged.artifact_location, run_id=run_id,
+                                   model_uuid=logged.model_id, model_id=logged.model_id))
+                self.client.log_model_artifacts(logged.model_id, str(local))
+        except BaseException:
+            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
+        uri = f"models:/{logged.model_id}"
         self.client.set_tag(run_id, "model_uri", uri)  # from the run to its model
         return uri
+
+    @_timed
+    def log_model_metrics(self, run_id: str, model_uri: str, metrics: Mapping[str, float],
+                          data: DatasetInput) -> None:
+        """Metrics of the logged model `model_uri`, measured on `data`: on run `run_id` and on
+        the model's page, each linked to the dataset."""
+        now, model_id = get_current_time_millis(), model_uri.removeprefix("models:/")
+        self.client.log_inputs(run_id, datasets=[data])
+        self.client.log_batch(run_id, metrics=[
+            Metric(k, v, now, 0, model_id=model_id, dataset_name=data.dataset.name,
+                   dataset_digest=data.dataset.digest) for k, v in metrics.items()])
+
+    @_timed
+    def log_data(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        """The datasets a run trained and validated on (its Dataset column), in one write."""
+        self.client.log_inputs(run_id, datasets=list(inputs))
 
     def log_study(self, run_id: str, files: Mapping[str, bytes | str], params: Mapping[str, Any],
                   tags: Mapping[str, Any]) -> None:
@@ -253,10 +279,16 @@ class Tracker:
     def end_run(self, run_id: str, status: str = RUN_FINISHED,
                 tags: Mapping[str, Any] | None = None) -> None:
         """Record the time spent logging to the run and `tags`, then end it with `status`."""
+        if run_id in self.monitors:
+            self.monitors.pop(run_id).finish()
         spent = Metric("logging_seconds", self.spent.pop(run_id, 0.0), get_current_time_millis(), 0)
         self.client.log_batch(run_id, metrics=[spent], tags=[
             RunTag(k, str(v)[:TAG_LIMIT]) for k, v in (tags or {}).items()])
         self.client.set_terminated(run_id, status=status)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """A run's tags."""
+        return dict(self.client.get_run(run_id).data.tags)
 
     def running_runs(self) -> list[Run]:
         """Every run of the experiment still marked RUNNING (live, or left by a dead process)."""
@@ -268,81 +300,6 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], f"tags.`{TRIAL_TAG}` != ''",
                                        run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
 
-    # ------------------------------------------------------------------ registry
-
-    @contextlib.contextmanager
-    def registry_lock(self, name: str, timeout: float = LOCK_WAIT) -> Iterator[None]:
-        """Hold `name`'s selection lock: a registered model that exists only while held.
-
-        Creating a registered model is atomic in every MLflow store (the name is unique),
-        so it serialises selections on one machine or many. A lock whose holder died on
-        this machine, or that outlived LOCK_TTL, is broken.
-        """
-        lock, me = f"{name}{LOCK_SUFFIX}", Process.this()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.client.create_registered_model(
-                    lock, tags=me.tags() | {"expires": str(time.time() + LOCK_TTL)},
-                    description="held while hpstudy selects a champion; deleted after")
-                break
-            except MlflowException as error:
-                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-                    continue  # held at our insert, released before MLflow looked it up: again
-                if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            self._break_stale_lock(lock)
-            if time.monotonic() > deadline:
-                raise UserError(f"another `hpstudy select` has held the registry lock '{lock}' "
-                                f"for over {timeout:.0f} s. If no selection is running, delete "
-                                "that registered model in the MLflow UI and try again.")
-            time.sleep(0.2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(MlflowException):  # broken meanwhile: nothing to release
-                self.client.delete_registered_model(lock)
-
-    def _break_stale_lock(self, lock: str) -> None:
-        """Delete the lock if its holder is dead or it has expired."""
-        try:
-            held = self.client.get_registered_model(lock)
-            holder = Process.from_tags(held.tags)
-            if (holder and holder.is_dead()) or float(held.tags.get("expires", 0)) < time.time():
-                self.client.delete_registered_model(lock)
-        except MlflowException:
-            pass  # released in the meantime
-
-    # ------------------------------------------------------------------ registry
-
-    def register(self, name: str, run_id: str, tags: Mapping[str, Any]) -> str:
-        """The registry version of the model logged in `run_id`, created if it has none yet."""
-        try:
-            self.client.create_registered_model(name, description=f"hpstudy study '{name}'")
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        for version in self.client.search_model_versions(f"name = '{name}'"):
-            if version.run_id == run_id:
-                return str(version.version)
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL_NAME}"
-        version = self.client.create_model_version(
-            name, source=source, run_id=run_id, tags={k: str(v) for k, v in tags.items()})
-        return str(version.version)
-
-    def registered_runs(self, name: str) -> set[str]:
-        """The runs that hold a registered version of model `name` (none if it has none)."""
-        return {v.run_id for v in self.client.search_model_versions(f"name = '{name}'")}
-
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point `name@alias` at `version`."""
-        self.client.set_registered_model_alias(name, alias, version)
-
-    def version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
-        """The version `name@alias` points at, or None."""
-        return registered_version(self.uri, name, alias)
-
-
 @dataclass(frozen=True)
 class RunEnd:
     """How a run ends: the figures to draw and log, its tags, and its final status."""
@@ -353,6 +310,7 @@ class RunEnd:
     tags: dict[str, str]
     figures: tuple[tuple[str, Callable[..., Figure], tuple], ...] = ()  # (file, draw, args)
     texts: tuple[tuple[str, str], ...] = ()  # (file, text)
+    end_time: int | None = None  # ms since the epoch when the trial ended (None: when written)
 
 
 def write_run_end(job: RunEnd) -> None:
@@ -360,6 +318,7 @@ def write_run_end(job: RunEnd) -> None:
 
     Runs in the background writer process (hpstudy.tracking.writer) or, without one, inline.
     A figure that fails does not keep the run open: it ends as planned, tagged with why.
+    The run's end is the trial's (`end_time`), not the moment the writer got to it.
     """
     client = MlflowClient(job.tracking_uri)
     error = ""
@@ -372,7 +331,7 @@ def write_run_end(job: RunEnd) -> None:
             error = f"{filename}: {type(failure).__name__}: {failure}"[:TAG_LIMIT]
     tags = job.tags | ({FIGURES_ERROR_TAG: error} if error else {})
     client.log_batch(job.run_id, tags=[RunTag(k, str(v)[:TAG_LIMIT]) for k, v in tags.items()])
-    client.set_terminated(job.run_id, status=job.status)
+    client.set_terminated(job.run_id, status=job.status, end_time=job.end_time)
     if error:
         raise RuntimeError(f"a figure could not be written ({error})")
 

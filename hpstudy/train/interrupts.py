@@ -6,7 +6,8 @@ record the trial as interrupted) then waits and fails: "database is locked". So 
 first signal interrupts at once only inside `with immediate():` (the training loops wrap
 their epochs in it, and nothing in there writes); anywhere else it is held until the next
 `checkpoint()` (the next epoch, trial or selection) or the next `immediate()` block.
-A second signal interrupts at once, wherever it lands.
+A second signal interrupts at once, wherever it lands, except inside `with critical():`
+(registering a champion), where every signal waits for the block's end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import FrameType
 
 _pending = False  # a first signal arrived and has not been raised yet
 _depth = 0  # how many `immediate()` blocks the running code is inside
+_critical = 0  # how many `critical()` blocks: there, even a second signal waits
 
 
 def install() -> None:
@@ -49,8 +51,24 @@ def immediate() -> Iterator[None]:
         _depth -= 1
 
 
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """Inside: writes that must finish together (a model version and its alias); every signal,
+    even a second one, is held until the block ends, then raised there."""
+    global _critical
+    _critical += 1
+    try:
+        yield
+    finally:
+        _critical -= 1
+    checkpoint()
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     global _pending
+    if _critical > 0:
+        _pending = True
+        return
     if _pending or _depth > 0:
         _pending = False
         raise KeyboardInterrupt

@@ -55,3 +55,26 @@ def test_the_report_opens_in_a_browser_with_every_image_and_no_network(finished_
     control.write_text("<html><body><img src='http://127.0.0.1:9/x.png'></body></html>")
     images, broken, requested = open_in_chromium(control, tmp_path)
     assert (images, broken) == (1, 1) and requested == ["http://127.0.0.1:9/x.png"]
+
+
+def test_report_reuses_the_page_optimize_drew_until_the_study_changes(finished_study, tmp_path):
+    import optuna
+
+    from hpstudy.report.publish import write_report
+    from hpstudy.run.optimize import Stores
+    from hpstudy.tracking.artifacts import read_text
+
+    config, stores, _, second = finished_study
+    shutil.copytree(Path(stores.storage.removeprefix("sqlite:///")).parent, tmp_path / "copy")
+    copy = Stores(f"sqlite:///{tmp_path}/copy/optuna.db", f"sqlite:///{tmp_path}/copy/mlflow.db")
+    run_id, reused = write_report(config, copy.storage, copy.tracking_uri, tmp_path / "a.html",
+                                  data=lambda: pytest.fail("an unchanged study needs no data"))
+    assert reused and run_id == second.run_id
+    logged = read_text(copy.tracking_uri, run_id, "study/report.html")
+    assert (tmp_path / "a.html").read_text() == logged
+    optuna.load_study(study_name=config.name, storage=copy.storage).enqueue_trial({})
+    run_id, reused = write_report(config, copy.storage, copy.tracking_uri, tmp_path / "b.html",
+                                  data=lambda: None)  # one more trial: drawn again, and logged
+    assert not reused
+    assert read_text(copy.tracking_uri, run_id, "study/report.html") == (
+        tmp_path / "b.html").read_text()

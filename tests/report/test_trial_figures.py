@@ -54,12 +54,12 @@ def test_regression_curves_have_no_accuracy_panel():
 def test_first_layer_shows_conv_filters_or_unit_weights_with_a_colour_bar(tmp_path):
     cnn = network("cnn", CNNOptions(), (1, 8, 8), width=6, depth=1)
     fig = plots.first_layer_weights(cnn, (1, 8, 8), "cnn")
-    assert "3x3 conv filters" in fig.axes[0].get_title() and "6 of 6" in fig.axes[0].get_title()
+    assert "3x3 conv filters" in fig.get_suptitle() and "6 of 6" in fig.get_suptitle()
     assert "weight" in fig.axes[1].get_ylabel()  # the colour bar
     mlp = network("mlp", MLPOptions(), (1, 8, 8), width=100, depth=1)
     fig = plots.first_layer_weights(mlp, (1, 8, 8), "mlp")
-    assert "unit weights over the input" in fig.axes[0].get_title()
-    assert "64 of 100" in fig.axes[0].get_title()  # at most 64 tiles
+    assert "unit weights over the input" in fig.get_suptitle()
+    assert "64 of 100" in fig.get_suptitle()  # at most 64 tiles
     fig.savefig(tmp_path / "weights.png")
 
 
@@ -67,7 +67,7 @@ def test_a_softmax_regressions_weights_are_labelled_by_class():
     classes = tuple("abcdefghij")
     softmax = network("mlp", MLPOptions(), (1, 8, 8), width=16, depth=0)
     fig = plots.first_layer_weights(softmax, (1, 8, 8), "linear", classes)
-    assert "class weights" in fig.axes[0].get_title()
+    assert "class weights" in fig.get_suptitle()
     assert [t.get_text() for t in fig.axes[0].texts] == list(classes)
     hidden = network("mlp", MLPOptions(), (1, 8, 8), width=16, depth=1)
     assert not plots.first_layer_weights(hidden, (1, 8, 8), "mlp", classes).axes[0].texts

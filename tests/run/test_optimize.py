@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -107,6 +108,35 @@ def test_runs_say_who_ran_what_with_which_versions_as_mlflow_shows_it(finished_s
     trial = client.get_run(TrialRecord.of(first.study.trials[0]).run_id).data.tags
     for tags in (parent, trial):  # the UI's "Source" and "User" columns
         assert tags["mlflow.user"] == getpass.getuser() and tags["mlflow.source.name"]
+
+
+def test_the_champion_is_an_mlflow_3_logged_model_with_its_datasets(finished_study):
+    config, stores, first, _ = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    experiment = client.get_experiment_by_name(config.name).experiment_id
+    champion = client.get_model_version_by_alias(config.name, "champion")
+    logged = client.search_logged_models([experiment])  # what the Models tab lists
+    assert champion.source in {f"models:/{m.model_id}" for m in logged}  # not a runs:/ path
+    model = client.get_logged_model(champion.source.removeprefix("models:/"))
+    assert model.source_run_id == champion.run_id and model.status.name == "READY"
+    linked = {(m.key, m.dataset_name) for m in model.metrics}
+    assert {("val_loss", "digits"), ("test_loss", "digits"), ("test_acc", "digits")} <= linked
+    for trial in first.study.trials:  # every trial run: its training and validation data
+        inputs = client.get_run(TrialRecord.of(trial).run_id).inputs.dataset_inputs
+        contexts = {i.tags[0].value: i.dataset for i in inputs}
+        assert {"training", "validation"} <= set(contexts)
+        assert json.loads(contexts["training"].profile)["num_rows"] > 0
+
+
+def test_a_trial_run_lasts_as_long_as_its_trial_and_the_call_has_system_metrics(finished_study):
+    _, stores, first, _ = finished_study
+    client = MlflowClient(stores.tracking_uri)
+    for trial in first.study.trials:
+        run = client.get_run(TrialRecord.of(trial).run_id).info
+        lasted = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        assert abs((run.end_time - run.start_time) / 1000 - lasted) < 1.0  # not the writer's
+    parent = client.get_run(first.run_id).data.metrics
+    assert any(key.startswith("system/cpu_utilization") for key in parent), sorted(parent)
 
 
 def test_an_architecture_that_cannot_fit_the_input_is_named_as_such(write_study):

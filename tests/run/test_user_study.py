@@ -160,3 +160,52 @@ def test_the_python_api_takes_the_network_as_an_object(tmp_path, monkeypatch):
     assert len(result.trials) == 2 and list(result.trials["state"]) == ["COMPLETE"] * 2
     assert result.trials.loc[0, "params_channels"] == 8
     assert result.outcome.study.trials[0].user_attrs[ATTR]  # the trial record is there
+
+
+EXPLODING = '''
+
+import torch
+
+
+class Exploding(SmallCNN):
+    """SmallCNN whose first logit is raised by `blow` (not learnt): a loss near `blow`, finite."""
+
+    def __init__(self, input_shape: tuple, num_outputs: int, blow: float = 0.0):
+        super().__init__(input_shape, num_outputs)
+        self.register_buffer("lift", torch.nn.functional.one_hot(torch.tensor(0), num_outputs))
+        self.blow = blow
+
+    def forward(self, x):
+        return super().forward(x) + self.blow * self.lift
+'''
+
+
+def test_a_trial_whose_loss_explodes_to_a_finite_1e20_is_diverged_and_kept_off_every_axis(
+        tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from hpstudy.report.views import study_views
+
+    module = write_package(tmp_path, EXPLODING)
+    path = write_study(tmp_path, module, **{
+        "SmallCNN": "Exploding", 'act = {{ choices = ["relu", "tanh"] }}'.format():
+        "blow = { choices = [0.0, 1e20] }", "lr = { low = 0.02, high = 0.3, log = true }":
+        "lr = { choices = [0.05, 0.1] }", 'name = "tpe"': 'name = "brute_force"',
+        "channels = { choices = [4, 8] }": ""})
+    done = hpstudy_cli("optimize", "--study", path.name, "--trials", "4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="mine", storage=f"sqlite:///{tmp_path}/optuna.db")
+    blown = [t for t in study.trials if t.params["blow"] == 1e20]
+    assert len(blown) == 2 and all(TrialRecord.of(t).state == "diverged" for t in blown)
+    assert all("exploded to" in t.user_attrs["hpstudy.fail_reason"] for t in blown)
+    assert study.user_attrs["hpstudy.champion"]["trial"] not in {t.number for t in blown}
+    assert "2 diverged" in done.stdout  # the counts optimize prints
+    monkeypatch.chdir(tmp_path)  # the study file's folder, where its module is found
+    monkeypatch.syspath_prepend(str(tmp_path))
+    views = [v for v in study_views(study, load_study(path.name), None)
+             if isinstance(v.figure, Figure)]
+    losses = [(v.filename, ax) for v in views for ax in v.figure.axes
+              if "loss" in ax.get_ylabel().lower() or "objective" in ax.get_ylabel().lower()]
+    assert len({name for name, _ in losses}) >= 3  # history, intermediate values, slice ...
+    for name, ax in losses:  # no axis of a loss reaches the exploded values
+        assert max(map(abs, ax.get_ylim())) < 1e6, (name, ax.get_ylabel(), ax.get_ylim())

@@ -167,9 +167,16 @@ def test_a_signal_after_the_last_trial_exits_130_with_the_command_that_finishes(
     for line in process.stdout:  # the line said once the trials are over
         if line.startswith(phase):
             process.send_signal(signal.SIGTERM)
+            if phase.startswith("Selecting"):  # a second one, as an impatient user sends it,
+                time.sleep(0.3)  # waits too: a version is never left without its alias
+                process.send_signal(signal.SIGTERM)
             break
     code, _, err = finish(process)
     assert code == 130, err
+    registry = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    assert [m.name for m in registry.search_registered_models()] in ([], ["digits_mlp"])  # no lock
+    versions = registry.search_model_versions("name = 'digits_mlp'")
+    assert all(registry.get_model_version(v.name, v.version).aliases for v in versions)
     finishing = ("hpstudy optimize --study digits_mlp --set train.epochs=2 --set "
                  "'search.width={choices=[16, 32]}' --set search.depth=1 --trials 0")
     assert "interrupted while" in err and finishing in err and "Traceback" not in err
@@ -180,6 +187,7 @@ def test_a_signal_after_the_last_trial_exits_130_with_the_command_that_finishes(
     assert code == 0 and "Champion" in out, err
     study, client, experiment = stores_in(tmp_path)
     assert len(study.trials) == 2  # no new trial: the job finished
+    assert len(client.search_model_versions("name = 'digits_mlp'")) == 1  # registered once
     champion = client.get_model_version_by_alias("digits_mlp", "champion")
     assert champion.run_id == TrialRecord.of(study.best_trial).run_id
     check_consistent(study, client, experiment)
