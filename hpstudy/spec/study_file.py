@@ -126,11 +126,12 @@ class StudyConfig:
         """Every setting a trial does not search, flattened for logging."""
         searched = self.searched()  # logged as the trial's own params, never twice
         flat: dict[str, Any] = {"dataset": self.data.name, "architecture": self.model.architecture}
-        flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()})
+        flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()
+                     if not (k == "augment" and v == "none")})  # as logged before it existed
         flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()
                      if k not in searched})
         flat.update({k: v for k, v in dataclasses.asdict(self.train).items() if k not in searched
-                     and not (k == "seeds" and v == 1)})  # one seed: logged as it always was
+                     and (k not in UNLOGGED or UNLOGGED[k] != v)})  # see UNLOGGED
         flat.update({k: p.value for k, p in self.search.items() if not p.searched})
         flat.update(self.code_identity())  # provenance of the user's network and data
         return flat
@@ -270,6 +271,9 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
 # ------------------------------------------------------------------ the open search space
 
 TRAIN_SEARCHABLE = ("batch_size", "optimizer", "schedule")  # the rest is shared by all trials
+UNLOGGED = {"seeds": 1, "precision": "auto", "channels_last": "auto", "compile": False,
+            "cuda_graph": False}  # [train] keys logged only when not at these (later) defaults:
+# a run logged before they existed is reproduced (run.reproduce) from the same params
 TRAIN_MEANING = {"batch_size": "examples per optimizer step", "optimizer": "the optimizer",
                  "schedule": "the learning rate over training"}
 SHARED = {"epochs": "every trial trains as many epochs (the pruner counts them)",

@@ -18,8 +18,11 @@ def test_the_defaults_pick_per_device_and_change_nothing_on_the_cpu(write_study)
     assert (train.precision, train.channels_last, train.compile, train.cuda_graph) == (
         "auto", "auto", False, False)
     assert config.data.options.augment == "none"
-    assert config.fixed_params()["precision"] == "auto"  # logged with every trial
-    assert config.fixed_params()["data.augment"] == "none"
+    logged = config.fixed_params()  # at their defaults: logged as before the keys existed
+    assert not {"precision", "channels_last", "compile", "cuda_graph", "data.augment"} & set(logged)
+    changed = load_study(str(write_study()), ["train.precision=bf16", "data.augment=flip_crop"])
+    assert changed.fixed_params()["precision"] == "bf16"
+    assert changed.fixed_params()["data.augment"] == "flip_crop"
 
 
 @pytest.mark.parametrize(("settings", "key", "message"), [
