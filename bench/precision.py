@@ -71,6 +71,19 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def compared(means: list[dict]) -> list[str]:
+    """bf16 against fp32, per network: accuracy differences in points, epoch time ratio."""
+    lines = []
+    for network in dict.fromkeys(m["network"] for m in means):
+        fp32, bf16 = (next(m for m in means if m["network"] == network and
+                           m["precision"] == p) for p in PRECISIONS)
+        lines.append(f"{network}: bf16 - fp32 = {100 * (bf16['val_acc'] - fp32['val_acc']):+.2f}"
+                     f" points validation, {100 * (bf16['test_acc'] - fp32['test_acc']):+.2f} "
+                     f"test; epoch {bf16['seconds_per_epoch'] / fp32['seconds_per_epoch']:.2f}x "
+                     "fp32's time")
+    return lines
+
+
 def command(out: Path) -> str:
     """This run's command line, with DIR for the folder of --out (no machine path)."""
     words = [f"DIR/{out.name}" if word == str(out) and not word.startswith("bench/") else word
@@ -84,10 +97,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: "
+                        "as `optimize` trains on a 2-core CPU, leaving a core to the writer)")
     parser.add_argument("--out", type=Path, default=Path(
         f"bench/results/precision-{datetime.date.today()}.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     data = datasets.load("digits", DigitsOptions())
     rows = []
     print(f"digits, {args.epochs} epochs, batch 32, SGD, {device}, torch threads "
@@ -105,12 +121,8 @@ def main() -> None:
                 print(f"{network:>8} {precision:>9} {seed:>5} {row['val_acc']:>8.4f} "
                       f"{row['test_acc']:>9.4f} {row['seconds_per_epoch']:>8.4f}")
     means = summary(rows)
-    for network in args.networks:
-        fp32, bf16 = (next(m for m in means if m["network"] == network and
-                           m["precision"] == p) for p in PRECISIONS)
-        print(f"{network}: bf16 - fp32 = {100 * (bf16['val_acc'] - fp32['val_acc']):+.2f} "
-              f"points validation, {100 * (bf16['test_acc'] - fp32['test_acc']):+.2f} test; "
-              f"epoch {bf16['seconds_per_epoch'] / fp32['seconds_per_epoch']:.2f}x fp32's time")
+    for line in compared(means):
+        print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(finite({
         "bench": "precision", "date": datetime.datetime.now(datetime.UTC).isoformat(
