@@ -11,7 +11,9 @@ the loop, this module knows nothing of Optuna or MLflow.
 - channels_last: the network's weights and each batch in NHWC order, which cuDNN's
   convolutions prefer; only for a network with 2-D convolutions on 4-D inputs.
 - compile: `torch.compile(network, dynamic=False)` trains; evaluation runs the same
-  weights eagerly (its batch sizes differ, and each new shape would compile again).
+  weights eagerly (its batch sizes differ, and each new shape would compile again). A
+  later trial of the same network shape in the process reuses the compiled code
+  (measured: docs/performance.md), so there is nothing to cache here.
 - cuda_graph: the whole step (forward, loss, backward, optimizer update) captured once as a
   CUDA graph and replayed for every batch: one launch a step instead of hundreds.
 With compile or cuda_graph every batch must have one shape: the loop drops the last
