@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -289,20 +289,20 @@ def step_seconds(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.
                  steps: int = 5, warmup: int = 3) -> float:
     """Seconds one training step of `recipe.batch_size` examples takes here, after `warmup`
     untimed ones (the first steps of a process pay for setting up); `model`'s weights are
-    put back after."""
+    put back after. The step runs in the recipe's precision and memory format, eagerly
+    (compiling for a few steps would cost more than the estimate is worth)."""
     model.to(device).train()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    optimizer = make_optimizer(model, recipe)
     batch = data.train.take(torch.arange(min(recipe.batch_size, len(data.train)))).to(device)
+    eager = replace(resolve(recipe, model, device, batch.x.dim()), compile=False,
+                    cuda_graph=False)
+    step = Step(model, make_optimizer(model, recipe), eager)
     started = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
+    for index in range(warmup + steps):
+        if index == warmup:
             sync(device)
             started = time.perf_counter()
-        loss, _ = loss_and_hits(model(batch.x), batch.y)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
-        optimizer.step()
+        step(batch.x, batch.y, False)
     sync(device)
     seconds = (time.perf_counter() - started) / steps
     model.load_state_dict(saved)
