@@ -1,7 +1,9 @@
 """The training loop: knows tensors, models and optimizers; nothing of Optuna or MLflow.
 
-Batches are sliced from tensors already on the device; the loss and accuracy are summed
-on the device and read back once per epoch (one host synchronisation per epoch).
+Batches are sliced from tensors already on the device (and augmented there, if asked:
+`hpstudy.data.augment`); each optimizer step runs as `hpstudy.train.step` says (bf16,
+channels_last, torch.compile, CUDA graph); the loss and accuracy are summed on the device
+and read back once per epoch (one host synchronisation per epoch).
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ from hpstudy.train.step import (
     steps_per_epoch,
     sync,
 )
-
-__all__ = ["loss_and_hits"]  # re-exported: it is the loop's loss, defined beside the step
 
 GRAD_SAMPLES = 4  # steps per epoch, evenly spaced, whose gradient norm is measured
 EVAL_BATCH = 4096  # examples per forward pass when evaluating: no gradients, so go large
