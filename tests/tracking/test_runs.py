@@ -55,3 +55,14 @@ def test_a_logged_model_has_a_signature_loads_and_registers_once(stores):
     tracker.set_alias("study_c", "champion", first)
     assert str(tracker.version_by_alias("study_c", "champion").version) == "1"
     assert tracker.version_by_alias("study_c", "previous") is None
+
+
+def test_an_epochs_warm_up_is_logged_only_when_the_step_had_one(stores):
+    from hpstudy.train.loop import EpochMetrics
+
+    tracker = Tracker(stores.tracking_uri, "study_warmup")
+    run_id = tracker.start_run("trial-0")
+    tracker.log_epochs(run_id, [EpochMetrics(1, 1.0, 0.5, 1.1, 0.4, 3.0, warmup_seconds=2.5),
+                                EpochMetrics(2, 0.9, 0.6, 1.0, 0.5, 0.4)])
+    history = tracker.client.get_metric_history(run_id, "warmup_seconds")
+    assert [(m.step, m.value) for m in history] == [(1, 2.5)]  # compiling or capturing
