@@ -9,11 +9,15 @@ CIFAR-10 as JPEG class folders (`DIR/train/<class>/*.jpg`, `DIR/test/<class>/*.j
 For the report-001 CNN (conv 64, 128; FC 512, 512; 2,703,242 parameters) it prints:
   1. seconds per epoch of 50,000 images at batch 64 and 512: the per-sample DataLoader
      loop (PIL decode, ToTensor, Normalize in --workers processes) against hpstudy's loop
-     (uint8 tensors held on the device, sliced into batches there);
+     (uint8 tensors held on the device, sliced into batches there), the latter for each
+     way of running its step (STEPS: eager fp32, bf16 + channels_last, CUDA graph,
+     torch.compile), with the warm-up each pays in its first epoch;
   2. final validation accuracy of both loops for the same parameters (the speed must
      not be bought with correctness);
   3. trials per hour of `cnn_cifar` at 10 epochs a trial with hpstudy's full logging,
      against a plain Optuna study (TPE, optuna-integration's MLflowCallback, DataLoader);
+     the shipped study as it is (precision and channels_last 'auto', flip_crop), changed
+     by `--set KEY=VALUE` (e.g. `--set train.cuda_graph=true`);
   4. GPU utilisation during each study (nvidia-smi every 0.5 s), and the share of trial
      time hpstudy spent logging (the `logging_seconds` it records per trial).
 On a CPU, `--device cpu --limit 2000 --seconds 30 --accuracy-epochs 1` checks that it runs.
@@ -85,13 +89,38 @@ def hpstudy_data(args: argparse.Namespace):
     return load_dataset("cifar10", config.data.options, args.data_dir)
 
 
-def hpstudy_epoch(data, batch: int, device: torch.device) -> float:
-    """Seconds per 50,000 training images of hpstudy's loop (second epoch; warm-up first)."""
+STEPS = {  # how hpstudy's step runs (the [train] keys of hpstudy.train.step), each timed
+    "eager fp32": {"precision": "fp32", "channels_last": False},
+    "bf16 + channels_last": {"precision": "bf16", "channels_last": True},  # cnn_cifar's auto
+    "cuda_graph fp32": {"precision": "fp32", "channels_last": False, "cuda_graph": True},
+    "cuda_graph bf16 + channels_last": {"precision": "bf16", "channels_last": True,
+                                        "cuda_graph": True},
+    "compile bf16 + channels_last": {"precision": "bf16", "channels_last": True,
+                                     "compile": True},
+}
+
+
+def hpstudy_epoch(data, batch: int, device: torch.device, **step) -> tuple[float, float]:
+    """Seconds per 50,000 training images of hpstudy's loop with the step keys `step`
+    (second epoch), and the first epoch's warm-up seconds (compiling or capturing)."""
     torch.manual_seed(0)
     model = report_001_cnn(data.mean, data.std)
     tiny_val = dataclasses.replace(data, val=data.val.take(torch.arange(min(256, len(data.val)))))
-    history = fit(model, tiny_val, Recipe(2, batch, "sgd", 0.01, 0.9), device)
-    return history[-1].seconds * EPOCH_IMAGES / len(data.train)
+    history = fit(model, tiny_val, Recipe(2, batch, "sgd", 0.01, 0.9, **step), device)
+    return history[-1].seconds * EPOCH_IMAGES / len(data.train), history[0].warmup_seconds
+
+
+def step_epochs(data, batch: int, device: torch.device) -> dict[str, dict[str, float]]:
+    """`hpstudy_epoch` for every STEPS variant this device can run (CUDA graphs: CUDA only)."""
+    timed = {}
+    for name, step in STEPS.items():
+        if step.get("cuda_graph") and device.type != "cuda":
+            continue
+        seconds, warmup = hpstudy_epoch(data, batch, device, **step)
+        timed[name] = {"s_per_epoch": seconds, "warmup_s": warmup}
+        print(f"  hpstudy {name:<32} {seconds:7.3f} s/epoch (warm-up {warmup:.1f} s)",
+              flush=True)
+    return timed
 
 
 # ------------------------------------------------------------------------- studies
@@ -133,7 +162,7 @@ def hpstudy_study(args: argparse.Namespace, folder: Path) -> dict:
     overrides = [f"train.epochs={STUDY_EPOCHS}", "search.width=64", "search.dropout=0.0",
                  "search.weight_decay=0.0"]  # report 001's shape, as the plain study trains
     overrides += [f"data.subset={args.limit}"] if args.limit else []
-    config = load_study(str(path), overrides)
+    config = load_study(str(path), overrides + args.set)
     gpu = GpuUtilisation()
     gpu.start()
     started = time.perf_counter()
@@ -204,13 +233,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180, help="wall time of each study")
     parser.add_argument("--accuracy-epochs", type=int, default=10)
     parser.add_argument("--limit", type=int, help="train on this many images (smoke runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a study-file override for hpstudy's study, e.g. "
+                             "train.cuda_graph=true (repeatable)")
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     device = pick_device(args.device)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet()
     results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
-                     else "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+                     else "cpu", "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+                     "study_overrides": args.set}
     data = hpstudy_data(args)
     for batch in (64, 512):
         train, _ = plain_loaders(args.data_dir, batch, args.workers, args.limit, device)
@@ -218,10 +251,10 @@ def main() -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         plain_epoch(model, train, optimizer, device)  # warm-up: workers, cuDNN autotuning
         plain = plain_epoch(model, train, optimizer, device) * EPOCH_IMAGES / len(train.dataset)
-        results[f"batch_{batch}"] = {"plain_s_per_epoch": plain,
-                                     "hpstudy_s_per_epoch": hpstudy_epoch(data, batch, device)}
-        print(f"batch {batch:>3}: plain {plain:7.3f} s/epoch   hpstudy "
-              f"{results[f'batch_{batch}']['hpstudy_s_per_epoch']:7.3f} s/epoch", flush=True)
+        print(f"batch {batch:>3}: plain {plain:7.3f} s/epoch", flush=True)
+        steps = step_epochs(data, batch, device)
+        results[f"batch_{batch}"] = {"plain_s_per_epoch": plain, "hpstudy_s_per_epoch": steps[
+            "eager fp32"]["s_per_epoch"], "hpstudy_steps": steps}
     results["accuracy"] = same_accuracy(args, data, device)
     print(f"val accuracy after {args.accuracy_epochs} epochs: plain "
           f"{results['accuracy']['plain_val_acc']:.3f}  hpstudy "

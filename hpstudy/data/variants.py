@@ -1,4 +1,5 @@
-"""Options every dataset accepts: a seeded split, a small training subset, random labels.
+"""Options every dataset accepts: a seeded split, a small training subset, random labels,
+augmentation of the training batches.
 
 They act on the training split only, after the dataset has built its splits, so the
 validation and test sets stay true and the same whatever these options say.
@@ -7,6 +8,7 @@ validation and test sets stay true and the same whatever these options say.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +24,8 @@ class DataOptions:
     split_seed: int = 0  # seed of the split, the subset and the random labels: fixed, never changes
     subset: int | None = None  # train on this many examples (seeded, stratified): report 000
     random_labels: bool = False  # permute the training labels (val/test stay true): report 003
+    augment: Literal["none", "flip_crop"] = "none"  # of each training batch, on the device
+    # (hpstudy.data.augment): flip_crop = random horizontal flip + 4-pixel padded random crop
 
     def __post_init__(self) -> None:
         if self.subset is not None:
@@ -44,6 +48,7 @@ def apply_variants(data: Dataset, options: DataOptions) -> Dataset:
     """`data` with its training split cut to `subset` and its labels randomised, as asked."""
     import torch
 
+    check_augment(data, options)
     train = data.train
     if options.subset is not None:
         require(options.subset <= len(train), "data.subset",
@@ -61,3 +66,12 @@ def apply_variants(data: Dataset, options: DataOptions) -> Dataset:
         return data
     normalised = from_splits(train, data.val, data.test, data.classes)  # stats of what trains
     return replace(data, train=train, mean=normalised.mean, std=normalised.std)
+
+
+def check_augment(data: Dataset, options: DataOptions) -> None:
+    """A ConfigError unless `augment` is 'none' or the data are images [N, C, H, W]."""
+    shape = tuple(data.train.x.shape[1:])
+    require(options.augment == "none" or len(shape) == 3, "data.augment",
+            "'none' for data that are not images (flips and crops need inputs [C, H, W])",
+            f"{options.augment!r} for inputs of shape {list(shape)}",
+            "Remove data.augment, or use an image dataset.")

@@ -56,6 +56,7 @@ from hpstudy.tracking.runs import Tracker
 from hpstudy.tracking.writer import Writer
 from hpstudy.train import interrupts
 from hpstudy.train.loop import describe_device, leave_a_core, pick_device
+from hpstudy.train.step import check_device as check_step_device
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 SELECTING = "selecting the champion (testing it once, packaging it for serving)"
@@ -173,6 +174,10 @@ def plan(config: StudyConfig, stores: Stores, trials: int | None = None,
     storage.check_storage(stores.storage, create=create)
     storage.check_tracking(stores.tracking_uri, create=create)
     torch_device = resolve_device(device)
+    try:
+        check_step_device(config.train, torch_device)  # cuda_graph on the CPU: refused here
+    except ConfigError as error:
+        raise error.within(path=str(config.path)) from None
     check_jobs(jobs)
     if data is None:
         data = load_data(config, data_dir)

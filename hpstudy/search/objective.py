@@ -149,7 +149,9 @@ def recipe(config: StudyConfig, hp: dict[str, Any]) -> Recipe:
     train = config.train_for(hp)
     return Recipe(epochs=train.epochs, batch_size=train.batch_size, optimizer=train.optimizer,
                   lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
-                  seed=train.seed, schedule=train.schedule)
+                  seed=train.seed, schedule=train.schedule, precision=train.precision,
+                  channels_last=train.channels_last, compile=train.compile,
+                  cuda_graph=train.cuda_graph, augment=config.data.options.augment)
 
 
 def prunes(trial: optuna.Trial) -> bool:

@@ -27,6 +27,7 @@ from hpstudy.spec import user_code
 from hpstudy.spec.finding import find_study
 from hpstudy.spec.overrides import PLUGIN_SECTIONS, apply_override, parse_point, switch_plugin
 from hpstudy.spec.space import PARAMS, Param, ParamRule, Value, parse_search, rule_for
+from hpstudy.spec.step_keys import check_step_keys, check_vectorized_step
 from hpstudy.spec.tables import build, check_type, one_of, require
 
 
@@ -59,8 +60,15 @@ class TrainConfig:
     seed: int = 0  # weight init and shuffling: the same parameters give the same result
     vectorize: int = 1  # trials of one width and depth trained together as one batched network
     seeds: int = 1  # each trial trains seed, seed+1, ...: reports the mean, keeps the best seed
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # the step's arithmetic: bf16 = autocast
+    # (weights and loss stay fp32); auto = bf16 on a CUDA device that has it, fp32 on the CPU
+    channels_last: Literal["auto"] | bool = "auto"  # conv nets' memory format (no effect on
+    # others); auto = on for a conv net on CUDA, off on the CPU
+    compile: bool = False  # torch.compile the network; its first epoch pays the compiling
+    cuda_graph: bool = False  # the whole step captured as one CUDA graph (CUDA, constant lr)
 
     def __post_init__(self) -> None:
+        check_step_keys(self)
         require(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         require(self.seeds >= 1, "seeds", "an integer >= 1 (1: one seed per trial)", self.seeds)
         require(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
@@ -118,11 +126,12 @@ class StudyConfig:
         """Every setting a trial does not search, flattened for logging."""
         searched = self.searched()  # logged as the trial's own params, never twice
         flat: dict[str, Any] = {"dataset": self.data.name, "architecture": self.model.architecture}
-        flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()})
+        flat.update({f"data.{k}": v for k, v in dataclasses.asdict(self.data.options).items()
+                     if not (k == "augment" and v == "none")})  # as logged before it existed
         flat.update({f"model.{k}": v for k, v in dataclasses.asdict(self.model.options).items()
                      if k not in searched})
         flat.update({k: v for k, v in dataclasses.asdict(self.train).items() if k not in searched
-                     and not (k == "seeds" and v == 1)})  # one seed: logged as it always was
+                     and (k not in UNLOGGED or UNLOGGED[k] != v)})  # see UNLOGGED
         flat.update({k: p.value for k, p in self.search.items() if not p.searched})
         flat.update(self.code_identity())  # provenance of the user's network and data
         return flat
@@ -262,11 +271,16 @@ def _parse(raw: Mapping[str, Any], path: Path) -> StudyConfig:
 # ------------------------------------------------------------------ the open search space
 
 TRAIN_SEARCHABLE = ("batch_size", "optimizer", "schedule")  # the rest is shared by all trials
+UNLOGGED = {"seeds": 1, "precision": "auto", "channels_last": "auto", "compile": False,
+            "cuda_graph": False}  # [train] keys logged only when not at these (later) defaults:
+# a run logged before they existed is reproduced (run.reproduce) from the same params
 TRAIN_MEANING = {"batch_size": "examples per optimizer step", "optimizer": "the optimizer",
                  "schedule": "the learning rate over training"}
 SHARED = {"epochs": "every trial trains as many epochs (the pruner counts them)",
           "seed": "every trial starts from the same seed (same parameters, same result)",
           "vectorize": "it says how trials are trained, not how they differ",
+          **dict.fromkeys(("precision", "channels_last", "compile", "cuda_graph"),
+                          "it says how a step runs, not what a trial learns"),
           "seeds": "every trial is trained over as many seeds (it says how a trial is measured)"}
 
 
@@ -341,6 +355,7 @@ VECTORIZED = ("mlp", "linear")  # fully connected: hpstudy.train.batched trains 
 def _check_vectorize(architecture: str, train: TrainConfig, search: dict[str, Param]) -> None:
     """A ConfigError unless `train.vectorize` can apply: SGD at a constant learning rate, a
     fully connected net, no dropout. A group shares every other searched key (group.py)."""
+    check_vectorized_step(train)
     fix = "Set train.vectorize = 1, or"
     require(train.seeds == 1, "train.vectorize", f"1 with train.seeds = {train.seeds} (a "
             "vectorised group trains one seed per trial)", train.vectorize,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -39,7 +40,14 @@ def check_type(value: Any, hint: Any, key: str) -> Any:
     """`value` if it fits the type `hint` (ints widen to floats), else a ConfigError for `key`."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so check X
-        return check_type(value, next(a for a in args if a is not type(None)), key)
+        kinds = [a for a in args if a is not type(None)]
+        for kind in kinds[:-1]:  # `bool | Literal["auto"]`: the first that fits
+            with contextlib.suppress(ConfigError):
+                return check_type(value, kind, key)
+        try:
+            return check_type(value, kinds[-1], key)
+        except ConfigError:
+            raise ConfigError(key, _describe(hint), value) from None
     if origin is Literal:
         return one_of(value, args, key)
     ok = {
@@ -61,9 +69,9 @@ def _describe(hint: Any) -> str:
     """A type hint as words for error messages."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return _describe(next(a for a in args if a is not type(None)))
+        return " or ".join(_describe(a) for a in args if a is not type(None))
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
+        return "one of " + ", ".join(repr(a) for a in args) if len(args) > 1 else repr(args[0])
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, "a table")
 

@@ -149,9 +149,11 @@ class Tracker(Registry):
         for metrics in history:
             values = {"train_loss": metrics.train_loss, "train_acc": metrics.train_acc,
                       "val_loss": metrics.val_loss, "val_acc": metrics.val_acc,
-                      "epoch_seconds": metrics.seconds, "grad_norm": metrics.grad_norm}
+                      "epoch_seconds": metrics.seconds, "grad_norm": metrics.grad_norm,
+                      "warmup_seconds": metrics.warmup_seconds}  # compiling or capturing
             batch += [Metric(k, v, now, metrics.epoch) for k, v in values.items()
-                      if not (k in ("train_acc", "val_acc", "grad_norm") and math.isnan(v))]
+                      if not (k in ("train_acc", "val_acc", "grad_norm") and math.isnan(v))
+                      and not (k == "warmup_seconds" and v == 0)]  # only when it happened
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 

@@ -9,6 +9,9 @@ computes all K at once, and one SGD update moves each member with its own settin
 Every member starts from the weights and sees the batches a separate trial would (the
 study's seed fixes both), so it computes what the separate trial computes, up to
 floating-point rounding. Like `train.fit`, this module knows nothing of Optuna or MLflow.
+Of the step keys (`train.step`) a group runs bf16 autocast (`precision`) and ignores
+`channels_last` (fully connected: no convolutions); `compile` and `cuda_graph` need one
+network, and are refused (`why_not`, and when the study file is read).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpstudy.data import Dataset, Split
+from hpstudy.data.augment import augmenter
 from hpstudy.models import Normalize
 from hpstudy.train import interrupts
 from hpstudy.train.loop import EVAL_BATCH, EpochMetrics, Recipe
+from hpstudy.train.step import uses_bf16
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Identity)  # applied to [K, B, H] as they are
 
@@ -42,6 +47,8 @@ def why_not(model: nn.Module, recipes: Sequence[Recipe]) -> str:
         return "only SGD (with or without momentum) is vectorised"
     if any(r.schedule != "constant" for r in recipes):
         return "only a constant learning rate is vectorised"
+    if any(r.compile or r.cuda_graph for r in recipes):
+        return "a compiled or CUDA-graph step trains one network, not a group"
     shared = {(r.epochs, r.batch_size, r.seed) for r in recipes}
     return "" if len(shared) == 1 else "the trials differ in epochs, batch size or seed"
 
@@ -51,13 +58,19 @@ class Stack:
 
     def __init__(self, model: nn.Module, k: int, device: torch.device):
         self.model, self.k = model, k
+        self.bf16 = False  # the forward pass under bf16 autocast (train_group sets it)
         self.layers = list(model.to(device))
         linears = [layer for layer in self.layers if isinstance(layer, nn.Linear)]
         self.params = [p.detach().unsqueeze(0).repeat(k, *[1] * p.dim()).requires_grad_()
                        for layer in linears for p in (layer.weight, layer.bias)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs [K, B, ...] of all members for one shared batch x."""
+        """Outputs [K, B, ...] of all members for one shared batch x (fp32; under bf16
+        autocast if `bf16` is set)."""
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=self.bf16):
+            return self._forward(x).float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         params, h = iter(self.params), x
         for layer in self.layers:
             if isinstance(layer, nn.Linear):
@@ -129,6 +142,8 @@ def train_group(stack: Stack, data: Dataset, recipes: Sequence[Recipe], device: 
     """
     recipe = recipes[0]  # epochs, batch size and seed are shared (see why_not)
     train, val = data.train.to(device), data.val.to(device)
+    stack.bf16 = uses_bf16(recipe.precision, device)
+    augment = augmenter(recipe.augment, recipe.seed, device)
     settings = _settings(recipes, device)
     buffers = [torch.zeros_like(p) for p in stack.params]
     order = torch.Generator(device=device).manual_seed(recipe.seed)
@@ -142,7 +157,8 @@ def train_group(stack: Stack, data: Dataset, recipes: Sequence[Recipe], device: 
             hits = torch.zeros(stack.k, device=device)
             permutation = torch.randperm(len(train), device=device, generator=order)
             for batch in permutation.split(recipe.batch_size):
-                loss, batch_hits = _member_loss(stack(train.x[batch]), train.y[batch])
+                x = train.x[batch] if augment is None else augment(train.x[batch])
+                loss, batch_hits = _member_loss(stack(x), train.y[batch])
                 (loss.sum() / len(batch)).backward()  # members are independent: each its own grad
                 _sgd_step(stack, buffers, settings)
                 loss_sum, hits = loss_sum + loss.detach(), hits + batch_hits

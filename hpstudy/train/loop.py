@@ -1,7 +1,9 @@
 """The training loop: knows tensors, models and optimizers; nothing of Optuna or MLflow.
 
-Batches are sliced from tensors already on the device; the loss and accuracy are summed
-on the device and read back once per epoch (one host synchronisation per epoch).
+Batches are sliced from tensors already on the device (and augmented there, if asked:
+`hpstudy.data.augment`); each optimizer step runs as `hpstudy.train.step` says (bf16,
+channels_last, torch.compile, CUDA graph); the loss and accuracy are summed on the device
+and read back once per epoch (one host synchronisation per epoch).
 """
 
 from __future__ import annotations
@@ -12,14 +14,23 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from hpstudy.data import Dataset, Split
+from hpstudy.data.augment import augmenter
 from hpstudy.train import interrupts
+from hpstudy.train.step import (
+    Speed,
+    Step,
+    capturable,
+    loss_and_hits,
+    resolve,
+    steps_per_epoch,
+    sync,
+)
 
 GRAD_SAMPLES = 4  # steps per epoch, evenly spaced, whose gradient norm is measured
 EVAL_BATCH = 4096  # examples per forward pass when evaluating: no gradients, so go large
@@ -40,6 +51,7 @@ class EpochMetrics:
     seconds: float  # wall time of the epoch, validation included
     val_seconds: float = 0.0  # of which validation (on CUDA: until its kernels are queued)
     grad_norm: float = math.nan  # L2 norm of the whole gradient, mean of a few evenly spaced steps
+    warmup_seconds: float = 0.0  # of `seconds`, compiling or capturing the step (first epoch)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,11 @@ class Recipe:
     weight_decay: float = 0.0
     seed: int = 0  # shuffling order (weight init is seeded by the caller before building)
     schedule: str = "constant"  # one of SCHEDULES; `lr` is its starting (one-cycle: peak) value
+    precision: str = "fp32"  # auto | fp32 | bf16: the step's arithmetic (train.step)
+    channels_last: str | bool = False  # auto | True | False: conv nets' memory format
+    compile: bool = False  # torch.compile the network
+    cuda_graph: bool = False  # the whole step as one CUDA graph (CUDA only, constant lr)
+    augment: str = "none"  # of each training batch: a name in hpstudy.data.augment.AUGMENTS
 
 
 EXPLODED = 1e6  # a finite loss this many times a constant predictor's (or 1e6) has exploded
@@ -110,15 +127,18 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The optimizer the recipe names."""
+def make_optimizer(model: nn.Module, recipe: Recipe, speed: Speed | None = None
+                   ) -> torch.optim.Optimizer:
+    """The optimizer the recipe names (its update capturable in a CUDA graph if `speed` is)."""
     params, lr, wd = model.parameters(), recipe.lr, recipe.weight_decay
+    graph = capturable(speed) if speed is not None else {}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=wd)
     if recipe.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=recipe.momentum, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, momentum=recipe.momentum, weight_decay=wd,
+                                   **graph)
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **graph)
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
 
 
@@ -157,19 +177,17 @@ def leave_a_core(device: torch.device) -> None:
         torch.set_num_threads(min(torch.get_num_threads(), max(1, (os.cpu_count() or 2) - 1)))
 
 
-def loss_and_hits(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and correct predictions of a batch (cross-entropy, or MSE for float targets)."""
-    if y.is_floating_point():
-        return F.mse_loss(out, y, reduction="sum") / y.shape[1], torch.zeros((), device=y.device)
-    return F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) == y).sum()
-
-
 @torch.no_grad()
-def evaluate_lazy(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy over `split` as device tensors; the caller sets eval mode."""
+def evaluate_lazy(model: nn.Module, split: Split,
+                  forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over `split` as device tensors; the caller sets eval mode.
+    `forward` runs the model on a batch (`Step.forward`: as it trains); the model itself
+    by default."""
     loss, hits = torch.zeros((), device=split.y.device), torch.zeros((), device=split.y.device)
+    forward = forward or model
     for start in range(0, len(split), EVAL_BATCH):
-        batch_loss, batch_hits = loss_and_hits(model(split.x[start:start + EVAL_BATCH]),
+        batch_loss, batch_hits = loss_and_hits(forward(split.x[start:start + EVAL_BATCH]),
                                                split.y[start:start + EVAL_BATCH])
         loss, hits = loss + batch_loss, hits + batch_hits
     return loss / len(split), hits / len(split)
@@ -205,85 +223,90 @@ def epochs(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device
     """
     model.to(device)
     train, val = data.train.to(device), data.val.to(device)  # no copy if already there
-    optimizer = make_optimizer(model, recipe)
-    scheduler = make_scheduler(optimizer, recipe, math.ceil(len(train) / recipe.batch_size))
-    order = torch.Generator(device=device).manual_seed(recipe.seed)
+    speed = resolve(recipe, model, device, train.x.dim())
+    optimizer = make_optimizer(model, recipe, speed)
+    steps = steps_per_epoch(len(train), recipe.batch_size, speed)
+    run = Training(Step(model, optimizer, speed), make_scheduler(optimizer, recipe, steps),
+                   torch.Generator(device=device).manual_seed(recipe.seed),
+                   augmenter(recipe.augment, recipe.seed, device))
     classify = data.task == "classification"
     limit = loss_limit(train)
     history: list[EpochMetrics] = []
     for epoch in range(1, recipe.epochs + 1):
         with interrupts.immediate():  # nothing in an epoch writes: a signal stops it at once
-            metrics = _epoch(model, train, val, optimizer, scheduler, order, recipe, classify,
-                             epoch)
+            metrics = _epoch(run, train, val, recipe, classify, epoch)
         history.append(metrics)
         if why := diverged(metrics, limit):
             raise Diverged(history, why)
         yield metrics
 
 
-def _epoch(model: nn.Module, train: Split, val: Split, optimizer: torch.optim.Optimizer,
-           scheduler: torch.optim.lr_scheduler.LRScheduler | None, order: torch.Generator,
-           recipe: Recipe, classify: bool, epoch: int) -> EpochMetrics:
+@dataclass(frozen=True)
+class Training:
+    """What one model's training carries from epoch to epoch."""
+
+    step: Step  # the model, its optimizer, and how a step runs
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    order: torch.Generator  # the shuffling
+    augment: Callable[[torch.Tensor], torch.Tensor] | None  # of each training batch
+
+
+def _epoch(run: Training, train: Split, val: Split, recipe: Recipe, classify: bool,
+           epoch: int) -> EpochMetrics:
     """Train one epoch on `train` and validate on `val`: what `epochs` yields."""
-    device = train.x.device
+    device, step = train.x.device, run.step
     started = time.perf_counter()
-    model.train()
+    step.model.train()
     loss_sum, hits = torch.zeros((), device=device), torch.zeros((), device=device)
     grad_sum = torch.zeros((), device=device)
-    permutation = torch.randperm(len(train), device=device, generator=order)
-    batches = permutation.split(recipe.batch_size)
+    permutation = torch.randperm(len(train), device=device, generator=run.order)
+    batches = permutation.split(recipe.batch_size)[:steps_per_epoch(
+        len(train), recipe.batch_size, step.speed)]
+    trained = sum(len(batch) for batch in batches)  # all, or whole batches only (static)
     sampled = range(0, len(batches), max(1, len(batches) // GRAD_SAMPLES))
-    for step, batch in enumerate(batches):
-        loss, batch_hits = loss_and_hits(model(train.x[batch]), train.y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
-        if step in sampled:  # a norm on every step would cost a small MLP a fifth more
-            grad_sum = grad_sum + torch.nn.utils.get_total_norm(
-                [p.grad for p in model.parameters() if p.grad is not None])
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum, hits = loss_sum + loss.detach(), hits + batch_hits
-    model.eval()
+    for index, batch in enumerate(batches):
+        x = train.x[batch] if run.augment is None else run.augment(train.x[batch])
+        loss, batch_hits, norm = step(x, train.y[batch], index in sampled)
+        if norm is not None:  # a norm on every step would cost a small MLP a fifth more
+            grad_sum = grad_sum + norm
+        if run.scheduler is not None:
+            run.scheduler.step()
+        loss_sum, hits = loss_sum + loss, hits + batch_hits
+    step.model.eval()
     validating = time.perf_counter()
-    val_loss, val_acc = evaluate_lazy(model, val)
-    numbers = torch.stack([loss_sum / len(train), hits / len(train), val_loss, val_acc,
+    val_loss, val_acc = evaluate_lazy(step.model, val, step.forward)
+    numbers = torch.stack([loss_sum / trained, hits / trained, val_loss, val_acc,
                            grad_sum / len(sampled)])
     train_loss, train_acc, val_loss_f, val_acc_f, grad_norm = numbers.tolist()  # one sync
     if not classify:
         train_acc = val_acc_f = math.nan
     now = time.perf_counter()
-    return EpochMetrics(epoch, train_loss, train_acc, val_loss_f, val_acc_f,
-                        now - started, now - validating, grad_norm)
+    return EpochMetrics(epoch, train_loss, train_acc, val_loss_f, val_acc_f, now - started,
+                        now - validating, grad_norm, step.warmup_seconds if epoch == 1 else 0.0)
 
 
 def step_seconds(model: nn.Module, data: Dataset, recipe: Recipe, device: torch.device,
                  steps: int = 5, warmup: int = 3) -> float:
     """Seconds one training step of `recipe.batch_size` examples takes here, after `warmup`
     untimed ones (the first steps of a process pay for setting up); `model`'s weights are
-    put back after."""
+    put back after. The step runs in the recipe's precision and memory format, eagerly
+    (compiling for a few steps would cost more than the estimate is worth)."""
     model.to(device).train()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    optimizer = make_optimizer(model, recipe)
     batch = data.train.take(torch.arange(min(recipe.batch_size, len(data.train)))).to(device)
+    eager = replace(resolve(recipe, model, device, batch.x.dim()), compile=False,
+                    cuda_graph=False)
+    step = Step(model, make_optimizer(model, recipe), eager)
     started = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            _sync(device)
+    for index in range(warmup + steps):
+        if index == warmup:
+            sync(device)
             started = time.perf_counter()
-        loss, _ = loss_and_hits(model(batch.x), batch.y)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / len(batch)).backward()
-        optimizer.step()
-    _sync(device)
+        step(batch.x, batch.y, False)
+    sync(device)
     seconds = (time.perf_counter() - started) / steps
     model.load_state_dict(saved)
     return seconds
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ------------------------------------------------------------------ one configuration, N seeds
@@ -296,7 +319,8 @@ def mean_epoch(seeds: Sequence[EpochMetrics]) -> EpochMetrics:
 
     return EpochMetrics(seeds[0].epoch, mean("train_loss"), mean("train_acc"), mean("val_loss"),
                         mean("val_acc"), sum(m.seconds for m in seeds),
-                        sum(m.val_seconds for m in seeds), mean("grad_norm"))
+                        sum(m.val_seconds for m in seeds), mean("grad_norm"),
+                        sum(m.warmup_seconds for m in seeds))
 
 
 @contextlib.contextmanager

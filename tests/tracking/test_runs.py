@@ -94,3 +94,14 @@ def test_model_metrics_are_linked_to_the_model_and_the_dataset(stores):
     linked = {m.key: (m.value, m.dataset_name, m.dataset_digest) for m in model.metrics}
     assert linked == {"test_loss": (0.25, "digits", test.dataset.digest),
                       "test_acc": (0.5, "digits", test.dataset.digest)}
+
+
+def test_an_epochs_warm_up_is_logged_only_when_the_step_had_one(stores):
+    from hpstudy.train.loop import EpochMetrics
+
+    tracker = Tracker(stores.tracking_uri, "study_warmup")
+    run_id = tracker.start_run("trial-0")
+    tracker.log_epochs(run_id, [EpochMetrics(1, 1.0, 0.5, 1.1, 0.4, 3.0, warmup_seconds=2.5),
+                                EpochMetrics(2, 0.9, 0.6, 1.0, 0.5, 0.4)])
+    history = tracker.client.get_metric_history(run_id, "warmup_seconds")
+    assert [(m.step, m.value) for m in history] == [(1, 2.5)]  # compiling or capturing
