@@ -151,8 +151,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
-    from hpstudy.tracking.artifacts import model_folder, registered_version, serve_command
+    """Serve the champion over HTTP: MLflow's scoring server (POST /invocations), guarded."""
+    from hpstudy.serve.guard import serve_command
+    from hpstudy.tracking.artifacts import model_folder, registered_version
 
     _quiet_mlflow()
     name = Path(args.study).stem
@@ -160,12 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if registered_version(args.tracking_uri, name, args.alias) is None:
         raise UserError(f"no model {uri} in {args.tracking_uri}: run `hpstudy optimize --study "
                         f"{name}` first (or pass the --tracking-uri it used).")
-    command = serve_command(str(model_folder(uri, args.tracking_uri)), args.host, args.port)
+    command, env = serve_command(str(model_folder(uri, args.tracking_uri)), args.host, args.port)
     print(f"Serving {uri} at http://{args.host}:{args.port}/invocations (Ctrl-C stops)",
           flush=True)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri,  # mlflow runs `uvicorn`:
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-    os.execve(command[0], command, env)  # become the server: signals and exit code are its own
+    os.execve(command[0], command, env | {"MLFLOW_TRACKING_URI": args.tracking_uri})  # become
+    # the server: signals and exit code are its own
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
