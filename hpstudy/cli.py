@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpstudy import __version__
-from hpstudy.errors import NoChampion, UserError
+from hpstudy.errors import DiskFull, NoChampion, UserError
 from hpstudy.report import terminal
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.train import interrupts
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description=cmd_optimize.__doc__ + " Running it again continues "
                             "the same study, after retrying any trial whose worker died. Exit "
                             "codes: 0 done, 2 bad input, 3 no champion qualifies, 4 stopped by "
-                            "failing trials, 130 interrupted.")
+                            "failing trials, 6 disk full, 130 interrupted.")
     stores(p)
     trials(p)
     p.add_argument("--ui-port", type=int, default=int(os.environ.get("HPSTUDY_UI_PORT", 5000)),
@@ -404,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoChampion as error:
         print(f"hpstudy: no champion: {error}", file=sys.stderr)
         return EXIT_NO_CHAMPION
+    except DiskFull as error:  # bad weather, not a crash: one line, and its own exit code
+        print(f"hpstudy: disk full: {error}", file=sys.stderr)
+        return error.exit_code
     except UserError as error:
         print(f"hpstudy: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
