@@ -102,7 +102,7 @@ def overhead(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, floa
     out = {}
     for point in POINTS:
         centre = min(point, last)
-        window = range(max(0, centre - 10), centre + 10)
+        window = range(max(0, centre - 10), min(centre + 10, last + 1))
         out[f"trial_{point}"] = {
             "trials": f"{window.start}-{window.stop - 1}",
             "in_trial_s": _median([inside[n] for n in window if n in inside]),
