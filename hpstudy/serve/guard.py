@@ -80,7 +80,8 @@ class BodyGuard:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.max_bytes:
-                await _drain(receive, DRAIN_BYTES - size) if more else None
+                if more:
+                    await _drain(receive, DRAIN_BYTES - size)
                 return await _refuse(send, 413, self._too_large(size, more))
         body = b"".join(chunks)
         if b"json" in headers.get(b"content-type", b"") and (
