@@ -37,14 +37,15 @@ def small_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def optimize(folder: Path, trials: int) -> subprocess.CompletedProcess:
+def optimize(folder: Path, trials: int, jobs: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hpstudy", "optimize", "--study", "digits_mlp",
-                           "--trials", str(trials), *SMALL], cwd=folder, capture_output=True,
-                          text=True, check=False, timeout=1800)
+                           "--trials", str(trials), "--jobs", str(jobs), *SMALL], cwd=folder,
+                          capture_output=True, text=True, check=False, timeout=1800)
 
 
-def test_a_study_that_fills_its_disk_stops_with_one_message_and_resumes_after(small_disk):
-    full = optimize(small_disk, 60)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_study_that_fills_its_disk_stops_with_one_message_and_resumes_after(small_disk, jobs):
+    full = optimize(small_disk, 60, jobs)
     assert full.returncode == DiskFull.exit_code, full.stderr[-3000:]
     messages = [line for line in full.stderr.splitlines() if line.startswith("hpstudy:")]
     assert len(messages) == 1 and messages[0].startswith("hpstudy: disk full: "), full.stderr
@@ -57,10 +58,11 @@ def test_a_study_that_fills_its_disk_stops_with_one_message_and_resumes_after(sm
     reasons = [r.fail_reason for t in before if (r := TrialRecord.of(t)) and r.fail_reason]
     assert not [r for r in reasons if "worker stopped" in r]  # a live worker is never "lost"
     cut_off = [t.number for t in before if t.state in (TrialState.RUNNING, TrialState.FAIL)]
-    assert cut_off and all(r.startswith("disk full: ") for r in reasons), reasons
+    assert cut_off and all(r.startswith(("disk full: ", "interrupted")) for r in reasons), reasons
+    # (with --jobs, the workers the full one stopped were interrupted)
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    again = optimize(small_disk, 3)
+    again = optimize(small_disk, 3, jobs)
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="digits_mlp", storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
