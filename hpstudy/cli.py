@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpstudy import __version__
-from hpstudy.errors import NoChampion, UserError
+from hpstudy.errors import DiskFull, NoChampion, UserError
 from hpstudy.report import terminal
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.train import interrupts
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # Optuna, tqdm, torch and MLflow are imported by the commands
     from hpstudy.spec.study_file import StudyConfig
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
-EXIT_NO_CHAMPION = 3  # the study ran, but no trial qualifies as champion
+EXIT_NO_CHAMPION = NoChampion.exit_code  # the study ran, but no trial qualifies as champion
 EXIT_TRIALS_FAILING = 4  # stopped after `max_failures` failed trials in a row, or a worker failed
 
 
@@ -151,8 +151,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the champion over HTTP with `mlflow models serve` (POST /invocations)."""
-    from hpstudy.tracking.artifacts import model_folder, registered_version, serve_command
+    """Serve the champion over HTTP: MLflow's scoring server (POST /invocations), guarded."""
+    from hpstudy.serve.guard import serve_command
+    from hpstudy.tracking.artifacts import model_folder, registered_version
 
     _quiet_mlflow()
     name = Path(args.study).stem
@@ -160,12 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if registered_version(args.tracking_uri, name, args.alias) is None:
         raise UserError(f"no model {uri} in {args.tracking_uri}: run `hpstudy optimize --study "
                         f"{name}` first (or pass the --tracking-uri it used).")
-    command = serve_command(str(model_folder(uri, args.tracking_uri)), args.host, args.port)
+    command, env = serve_command(str(model_folder(uri, args.tracking_uri)), args.host, args.port)
     print(f"Serving {uri} at http://{args.host}:{args.port}/invocations (Ctrl-C stops)",
           flush=True)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri,  # mlflow runs `uvicorn`:
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-    os.execve(command[0], command, env)  # become the server: signals and exit code are its own
+    os.execve(command[0], command, env | {"MLFLOW_TRACKING_URI": args.tracking_uri})  # its own
+    # signals and exit code: the process becomes the server
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description=cmd_optimize.__doc__ + " Running it again continues "
                             "the same study, after retrying any trial whose worker died. Exit "
                             "codes: 0 done, 2 bad input, 3 no champion qualifies, 4 stopped by "
-                            "failing trials, 130 interrupted.")
+                            "failing trials, 6 disk full, 130 interrupted.")
     stores(p)
     trials(p)
     p.add_argument("--ui-port", type=int, default=int(os.environ.get("HPSTUDY_UI_PORT", 5000)),
@@ -405,9 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupts.install()  # Ctrl-C and SIGTERM: between database writes, never inside one
     try:
         return args.handler(args)
-    except NoChampion as error:
-        print(f"hpstudy: no champion: {error}", file=sys.stderr)
-        return EXIT_NO_CHAMPION
+    except (NoChampion, DiskFull) as error:  # not a crash: one line, and its own exit code
+        print(f"hpstudy: {error.label}: {error}", file=sys.stderr)
+        return error.exit_code
     except UserError as error:
         print(f"hpstudy: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,4 +1,5 @@
-"""The one exception type for mistakes in what the user gave us."""
+"""The exceptions the CLI turns into one line and an exit code: bad input, no champion, a full
+disk."""
 
 from __future__ import annotations
 
@@ -28,3 +29,19 @@ class ConfigError(UserError):
 
 class NoChampion(UserError):
     """No trial qualifies as champion (none completed, or none beat the floor): exit code 3."""
+
+    exit_code, label = 3, "no champion"  # the CLI's exit code and the words it prints first
+
+
+class DiskFull(Exception):
+    """A store or the artifact folder has no space left: bad weather, not a crash (exit 6).
+
+    `message` says which store or folder, the space left and the fix; `reason` is the short
+    form a trial's record and run keep ("disk full: the MLflow store ...").
+    """
+
+    exit_code, label = 6, "disk full"  # the CLI's exit code (README "Commands") and words
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason

@@ -8,8 +8,10 @@ worker processes on one machine share. Elsewhere: Optuna's RDB storage on Postgr
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from hpstudy.errors import UserError
+from hpstudy.errors import DiskFull, UserError
 
 if TYPE_CHECKING:
     import optuna
@@ -34,6 +36,8 @@ GRACE_PERIOD = 60  # seconds without a heartbeat after which another machine's t
 SQLITE_TIMEOUT = 60  # seconds a writer waits for SQLite's lock before giving up
 CONNECT_TIMEOUT = 10  # seconds to reach a database or tracking server when checking it
 DATABASES = ("sqlite", "postgresql", "mysql")  # SQLAlchemy dialects Optuna's storage runs on
+NO_SPACE = ("database or disk is full", "no space left on device", "disk quota exceeded",
+            "could not extend file")  # how SQLite, the OS (ENOSPC, EDQUOT) and PostgreSQL say it
 DRIVER_HINT = {"postgresql": "pip install 'hpstudy[postgres]' (psycopg)",
                "mysql": "pip install pymysql, and write mysql+pymysql://"}
 
@@ -161,6 +165,64 @@ def _check_connects(url: str, flag: str) -> None:
                         "user and database, and that the server is running.") from None
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------------------- full disks
+
+
+def full_store(error: BaseException | str) -> str:
+    """Which store a full disk stopped: "optuna", "mlflow" or "artifacts"; "" if none did.
+
+    `error` is an exception (its causes are looked at too) or a failure's text from the
+    figure writer ("run ID: OSError: [Errno 28] No space left on device: ...").
+    """
+    chain: list[BaseException] = []
+    while isinstance(error, BaseException) and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    text = " ".join(str(e) for e in chain or [error]).lower()
+    if not (any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain)
+            or any(words in text for words in NO_SPACE)):
+        return ""
+    libraries = {type(e).__module__.split(".")[0] for e in chain}
+    if "optuna" in libraries:
+        return "optuna"
+    if "mlflow" in libraries or "mlflowexception" in text or "disk is full" in text:
+        return "mlflow"  # (the Optuna store's errors come wrapped in Optuna's)
+    return "artifacts"
+
+
+def disk_full(error: BaseException | str, storage_url: str, tracking_uri: str,
+              experiment: str) -> DiskFull | None:
+    """`error` as a DiskFull naming the store, its folder, the space left and the fix; or None."""
+    if isinstance(error, DiskFull):
+        return error
+    kind = full_store(error)
+    if not kind:
+        return None
+    artifacts = artifact_location(tracking_uri, experiment)
+    place, file = {"optuna": (f"the Optuna store {storage_url}", sqlite_file(storage_url)),
+                   "mlflow": (f"the MLflow store {tracking_uri}", sqlite_file(tracking_uri)),
+                   "artifacts": ("the artifact folder", artifacts and Path(
+                       urlparse(artifacts).path, "any"))}[kind]
+    if not file:  # a database or tracking server: its own disk is full
+        return DiskFull(f"{place} says its disk is full. Free space on that server, then run the "
+                        "same command: finished trials are kept.", f"disk full: {place}")
+    where = _existing(file.parent)
+    free = shutil.disk_usage(where).free
+    return DiskFull(
+        f"{place} cannot be written: {where} has {free / 2**20:.1f} MB free. Free space there "
+        "(or give --storage and --tracking-uri on a larger disk), then run the same command: "
+        "finished trials are kept, and the one that was cut off runs again.",
+        f"disk full: {place} ({where})")
+
+
+def _existing(folder: Path) -> Path:
+    """`folder`, or the nearest folder above it that exists."""
+    folder = folder.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    return folder
 
 
 # ------------------------------------------------------------------------------- creation

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+import optuna
+import sqlalchemy
+from mlflow.exceptions import MlflowException
 
 from hpstudy import storage
 
@@ -22,3 +27,28 @@ def test_artifacts_go_beside_the_database(tmp_path):
     uri = f"sqlite:///{tmp_path}/deep/er/mlflow.db"
     assert storage.artifact_location(uri, "s") == (tmp_path / "deep/er/artifacts/s").as_uri()
     assert storage.artifact_location("http://127.0.0.1:5000", "s") is None
+
+
+def test_a_full_disk_is_recognised_and_its_store_named(tmp_path):
+    sqlite_full = sqlalchemy.exc.OperationalError("COMMIT", {}, Exception(
+        "database or disk is full"))
+    try:
+        try:
+            raise sqlite_full
+        except sqlalchemy.exc.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("commit failed") from error
+    except optuna.exceptions.StorageInternalError as error:
+        optuna_full = error
+    assert storage.full_store(optuna_full) == "optuna"
+    assert storage.full_store(MlflowException(str(sqlite_full))) == "mlflow"
+    no_space = OSError(errno.ENOSPC, "No space left on device", "x.png")
+    assert storage.full_store(no_space) == "artifacts"
+    assert storage.full_store(f"run 1: OSError: {no_space}") == "artifacts"  # the writer's
+    assert storage.full_store("run 1: MlflowException: database or disk is full") == "mlflow"
+    assert storage.full_store(OSError(errno.EACCES, "Permission denied")) == ""
+    assert storage.full_store(RuntimeError("CUDA out of memory")) == ""
+    full = storage.disk_full(optuna_full, f"sqlite:///{tmp_path}/optuna.db",
+                     f"sqlite:///{tmp_path}/mlflow.db", "study")
+    assert full.reason == f"disk full: the Optuna store sqlite:///{tmp_path}/optuna.db ({tmp_path})"
+    assert str(tmp_path) in str(full) and "MB free" in str(full) and "Free space" in str(full)
+    assert storage.disk_full(RuntimeError("no"), "sqlite:///a.db", "sqlite:///b.db", "s") is None

@@ -19,12 +19,12 @@ import torch
 
 from hpstudy import data as datasets
 from hpstudy import storage
-from hpstudy.errors import ConfigError, NoChampion, UserError
+from hpstudy.errors import ConfigError, DiskFull, NoChampion, UserError
 from hpstudy.models import architecture, build_model, check_network
 from hpstudy.report.publish import publish
 from hpstudy.run import workers
 from hpstudy.run.flags import DEVICES, check_device_name, check_jobs
-from hpstudy.run.recovery import Repairs, reconcile, retry_interrupted
+from hpstudy.run.recovery import Repairs, end_call, reconcile, retry_interrupted
 from hpstudy.run.select import (
     Cleanup,
     Decision,
@@ -47,9 +47,8 @@ from hpstudy.search.record import (
     STUDY_TAG,
     VERSION_TAG,
     Process,
-    TrialRecord,
 )
-from hpstudy.search.study import load_existing, open_study
+from hpstudy.search.study import FailureGuard, load_existing, open_study
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from hpstudy.tracking.runs import Tracker
@@ -210,26 +209,6 @@ def _start_parent(plan: Plan, tracker: Tracker, command: str, study: optuna.Stud
     return run_id
 
 
-class FailureGuard:
-    """An Optuna callback that stops the study after `limit` failed trials in a row."""
-
-    def __init__(self, limit: int):
-        self.limit, self.count, self.message = limit, 0, ""
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Count this process's consecutive failures; stop the study at the limit."""
-        if trial.state != optuna.trial.TrialState.FAIL:
-            self.count = 0
-            return
-        self.count += 1
-        if self.count >= self.limit:
-            record = TrialRecord.of(trial)
-            self.message = (f"stopped after {self.count} failed trials in a row (the last, trial "
-                            f"{trial.number}: {record.fail_reason if record else 'no reason'}). "
-                            "Fix the cause, or raise `max_failures` in the study file.")
-            study.stop()
-
-
 def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str,
                on_trial: TrialCallback | None = None) -> tuple[str, list[str]]:
     """Run this process's trials; why it stopped early (or ''), and figures that failed.
@@ -240,7 +219,8 @@ def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str
     on_device = plan.data.for_training(plan.torch_device)  # once per call, not once per trial
     leave_a_core(plan.torch_device)
     writer = Writer()
-    objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device, writer)
+    objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device, writer,
+                          plan.stores.storage)
     guard = FailureGuard(plan.config.max_failures)
     callbacks = [guard, *([on_trial] if on_trial else [])]
     try:
@@ -253,9 +233,35 @@ def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str
     except KeyboardInterrupt:
         retry_interrupted(study, Process.this())
         raise
+    except Exception:
+        if objective.full is None:
+            raise  # (a full disk met outside a trial is named by `end_call`)
     finally:
         failures = writer.close()
+    full = objective.full or next(filter(None, (_disk_full(plan, f) for f in failures)), None)
+    if full is not None:
+        raise full
     return guard.message, failures
+
+
+def _disk_full(plan: Plan, error: BaseException | str) -> DiskFull | None:
+    """`error` as the DiskFull it is (naming the plan's store or folder), or None."""
+    return storage.disk_full(error, plan.stores.storage, plan.stores.tracking_uri,
+                             plan.config.name)
+
+
+def _stops_on_full_disk(operation: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """`operation(plan, ...)`, where a full disk met anywhere (its start too) is a DiskFull."""
+    @functools.wraps(operation)
+    def guarded(plan: Plan, *args: Any, **kwargs: Any) -> Outcome:
+        try:
+            return operation(plan, *args, **kwargs)
+        except Exception as error:
+            if (full := _disk_full(plan, error)) is None:
+                raise
+            raise full from None
+
+    return guarded
 
 
 def _worker_args(plan: Plan, parent_id: str) -> list[str]:
@@ -272,6 +278,7 @@ def _worker_args(plan: Plan, parent_id: str) -> list[str]:
     return args
 
 
+@_stops_on_full_disk
 def optimize(plan: Plan, on_trial: TrialCallback | None = None,
              on_phase: Callable[[str], None] = lambda what: None) -> Outcome:
     """Run trials of the study (continuing it if it exists), then select the champion.
@@ -287,6 +294,7 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
     repairs = reconcile(study, tracker)
     run_id = _start_parent(plan, tracker, "optimize", study)
     status, stopped, problems, failures, cleanup = RUN_FAILED, "", [], [], None
+    failed: Exception | None = None  # (not `error`: the `except NoChampion as error` below)
     try:
         if plan.jobs == 1:
             stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
@@ -312,10 +320,11 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
     except KeyboardInterrupt:
         status = RUN_KILLED
         raise
+    except Exception as failure:
+        failed = failure
+        raise
     finally:
-        tracker.end_run(run_id, status)
-        if status != RUN_FINISHED:
-            reconcile(study, tracker)
+        end_call(study, tracker, stores.storage, run_id, status, failed)  # a full disk: DiskFull
     interrupts.checkpoint()  # one held through the views: everything is written, still say so
     return Outcome(study, run_id, selection, reason, stopped, problems, repairs, first, seconds,
                    failures, tracker.experiment_id, cleanup)
@@ -333,9 +342,12 @@ def _publish(plan: Plan, study: optuna.Study, tracker: Tracker, run_id: str) -> 
     try:
         return publish(study, plan.config, plan.data, tracker, run_id)
     except Exception as error:  # the trials and the champion are saved: never lose them to a plot
+        if _disk_full(plan, error):
+            raise  # but a full disk stops the call (`end_call`)
         return [f"study views: {type(error).__name__}: {error}"]
 
 
+@_stops_on_full_disk
 def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | None = None,
          index: int = 0) -> Outcome:
     """`hpstudy worker`: run trials of a study that other processes may share; no selection.
@@ -350,16 +362,19 @@ def work(plan: Plan, on_trial: TrialCallback | None = None, parent_id: str | Non
     repairs = reconcile(study, tracker)
     own = parent_id is None
     run_id = _start_parent(plan, tracker, "worker", study) if own else parent_id
-    status = RUN_FAILED
+    status, error = RUN_FAILED, None
     try:
         stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
         status = RUN_FINISHED
     except KeyboardInterrupt:
         status = RUN_KILLED
         raise
+    except Exception as failure:
+        error = failure
+        raise
     finally:
-        if own:
-            tracker.end_run(run_id, status)
+        if own or error is not None:
+            end_call(study, tracker, stores.storage, run_id if own else None, status, error)
     return Outcome(study, run_id, None, "", stopped, [], repairs, first, 0.0, failures,
                    tracker.experiment_id)
 

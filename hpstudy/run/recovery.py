@@ -9,6 +9,7 @@ run still RUNNING whose trial or call is over is ended as Optuna says it ended.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -16,11 +17,14 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from hpstudy import storage
+from hpstudy.errors import DiskFull
 from hpstudy.search.record import (
     ATTR,
     COMMAND_TAG,
     COMPLETE,
     FAILED,
+    FIGURES_ERROR_TAG,
     PRUNED,
     REASON_TAG,
     RUN_FAILED,
@@ -37,6 +41,8 @@ from hpstudy.tracking.runs import Tracker
 RUN_END = {TrialState.COMPLETE: (RUN_FINISHED, COMPLETE), TrialState.PRUNED: (RUN_KILLED, PRUNED),
            TrialState.FAIL: (RUN_FAILED, FAILED)}  # Optuna's end state -> MLflow status, state tag
 LOST = "its worker stopped (killed, crashed or lost) before the trial ended"
+UNRECORDED = "it ended without its reason recorded (see its call's parent run)"
+NO_FIGURES = "never written: the run was closed by a later call (its figures were not drawn)"
 
 
 @dataclass
@@ -85,8 +91,12 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     return failed + sorted(after - before)
 
 
-def end_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[str]:
-    """End every RUNNING MLflow run whose trial has ended, or whose call's process is dead."""
+def end_orphan_runs(study: optuna.Study, tracker: Tracker, reason: str = "") -> list[str]:
+    """End every RUNNING MLflow run whose trial has ended, or whose call's process is dead.
+
+    A trial run ended here never had its figures drawn, and is tagged so. `reason` is given
+    to a failed trial that recorded none (else: lost, if its process is gone).
+    """
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     ended = []
     for run in tracker.running_runs():
@@ -97,9 +107,11 @@ def end_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[str]:
                 continue  # still running (or waiting): its worker owns the run
             status, state = RUN_END[trial.state]
             record = TrialRecord.of(trial)
-            reason = (record.fail_reason if record and record.fail_reason else LOST)
-            tracker.end_run(run.info.run_id, status, {STATE_TAG: state} | (
-                {REASON_TAG: reason} if status != RUN_FINISHED else {}))
+            why = (record.fail_reason if record and record.fail_reason else reason or (
+                LOST if record is None or record.process.is_dead() else UNRECORDED))
+            tracker.end_run(run.info.run_id, status, {STATE_TAG: state, FIGURES_ERROR_TAG:
+                                                      NO_FIGURES} | (
+                {REASON_TAG: why} if status != RUN_FINISHED else {}))
         elif COMMAND_TAG in tags:
             process = Process.from_tags(tags)
             if process is None or not process.is_dead():
@@ -126,7 +138,53 @@ def retry_interrupted(study: optuna.Study, process: Process) -> list[int]:
     for trial in trials:
         record = TrialRecord.of(trial)
         if (trial.state == TrialState.FAIL and record is not None and record.process == process
-                and record.fail_reason.startswith("interrupted") and trial.number not in queued):
+                and record.fail_reason.startswith(("interrupted", "disk full"))
+                and trial.number not in queued):
             retry_once(study, trial)
             retried.append(trial.number)
     return retried
+
+
+def close_after_full_disk(study: optuna.Study, tracker: Tracker, reason: str,
+                          run_id: str | None = None) -> None:
+    """What a call stopped by a full disk can still close, each step as far as it goes.
+
+    This process's RUNNING trials fail with `reason` (and are queued again), trial runs whose
+    trial ended are closed, and the call's run `run_id` ends FAILED. A step that meets the
+    full disk is left to the next start's `reconcile`.
+    """
+    this, own = Process.this(), []
+    with contextlib.suppress(Exception):
+        own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if (record := TrialRecord.of(t)) is not None and record.process == this]
+    steps = [*(lambda t=t: fail_trial(study, t, reason) for t in own),
+             lambda: retry_interrupted(study, this),
+             lambda: end_orphan_runs(study, tracker, reason)]
+    if run_id is not None:
+        steps.append(lambda: tracker.end_run(run_id, RUN_FAILED, {REASON_TAG: reason}))
+    for step in steps:
+        with contextlib.suppress(Exception):  # the disk may still be full: the next start ends it
+            step()
+
+
+def end_call(study: optuna.Study, tracker: Tracker, storage_url: str, run_id: str | None,
+             status: str, error: BaseException | None) -> None:
+    """End a call: its run `run_id` (None: a worker's run is its parent's) with `status`, and
+    reconcile unless it finished; after a full disk (`error`, or a write here), close as much
+    as the disk lets, then raise the DiskFull."""
+    def full_disk(error: BaseException) -> DiskFull | None:
+        return storage.disk_full(error, storage_url, tracker.uri, study.study_name)
+
+    full = full_disk(error) if error is not None else None
+    if full is None:
+        try:
+            if run_id is not None:
+                tracker.end_run(run_id, status)
+                if status != RUN_FINISHED:
+                    reconcile(study, tracker)
+            return
+        except Exception as failure:
+            if (full := full_disk(failure)) is None:
+                raise
+    close_after_full_disk(study, tracker, full.reason, run_id)
+    raise full from None

@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpstudy.errors import DiskFull
 from hpstudy.train import interrupts
 
 POLL_SECONDS = 0.5  # how often the parent looks for finished trials
@@ -90,6 +91,9 @@ def watch(workers: list[Worker], study: optuna.Study, first: int,
                     on_trial(study, trial)
 
     while any(w.process.poll() is None for w in workers):
+        if any(w.process.poll() == DiskFull.exit_code for w in workers):
+            stop(workers)  # a full disk stops every worker at once, not one by one
+            break
         report()
         interrupts.checkpoint()
         time.sleep(POLL_SECONDS)
@@ -111,13 +115,19 @@ def stop(workers: list[Worker]) -> None:
 
 
 def problems(workers: list[Worker]) -> list[str]:
-    """One line per worker that exited with an error: its code and last message."""
+    """One line per worker that exited with an error: its code and last message.
+
+    A worker stopped by a full disk raises its DiskFull here instead."""
     lines = []
     for w in workers:
         if w.process.returncode not in (0, None):
             tail = [line for line in w.log.read_text(errors="replace").splitlines() if line]
+            last = tail[-1] if tail else "no message"
+            if w.process.returncode == DiskFull.exit_code:
+                message = last.removeprefix("hpstudy: disk full: ")
+                raise DiskFull(message, f"disk full: worker {w.index} stopped: {message}")
             lines.append(f"worker {w.index} ({w.device}) exited with code "
-                         f"{w.process.returncode}: {tail[-1] if tail else 'no message'}")
+                         f"{w.process.returncode}: {last}")
     return lines
 
 

@@ -9,6 +9,7 @@ trial it picks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -21,7 +22,9 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from hpstudy import storage
 from hpstudy.data import Dataset
+from hpstudy.errors import DiskFull
 from hpstudy.models import architecture, build_model, count_parameters
 from hpstudy.report import trial_figures as plots
 from hpstudy.report.probes import Probe, probe_for
@@ -31,8 +34,10 @@ from hpstudy.search.record import (
     COMPLETE,
     DIVERGED,
     FAILED,
+    FIGURES_ERROR_TAG,
     PRUNED,
     REASON_TAG,
+    RUN_FAILED,
     RUN_STATUS,
     STATE_TAG,
     STUDY_TAG,
@@ -165,15 +170,18 @@ class Objective:
     On the training path a trial writes only its parameters, its metrics (buffered, at
     most every METRICS_EVERY seconds) and, when it completes, its weights; its figures
     are drawn and its run closed by `writer` beside the next trial (inline without one).
+    A write that meets a full disk fails the trial with "disk full: ..." and stops the study
+    (`full` holds why; `storage_url`, the Optuna store's, is named in it).
     """
 
     def __init__(self, config: StudyConfig, data: Dataset, tracker: Tracker, parent_id: str,
-                 device: torch.device, writer: Writer | None = None):
+                 device: torch.device, writer: Writer | None = None, storage_url: str = ""):
         self.config, self.data, self.tracker = config, data, tracker
         self.parent_id, self.device, self.writer = parent_id, device, writer
         name = config.data.name  # the splits every trial trains and validates on, digested once
         self.inputs = [dataset_input(name, part, split, name)
                        for part, split in (("train", data.train), ("val", data.val))]
+        self.storage_url, self.full = storage_url, None
 
     def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
         """A trial's MLflow run (with the study's fixed settings) and its first record."""
@@ -217,9 +225,36 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train with this trial's parameters; the validation loss of the final model."""
-        config = self.config
         interrupts.checkpoint()
-        record, log = self.begin(trial)
+        record = None
+        try:
+            record, log = self.begin(trial)
+            return self.train(trial, record, log)
+        except Exception as error:
+            full = storage.disk_full(error, self.storage_url, self.tracker.uri, self.config.name)
+            if full is None:
+                raise
+            self.stop_full(trial, record, full)
+            raise full from None
+
+    def stop_full(self, trial: optuna.Trial, record: TrialRecord | None, full: DiskFull) -> None:
+        """A write met a full disk: fail the trial with why, as far as the disk lets, and stop
+        the study (its call ends with `full`)."""
+        self.full = full
+        with contextlib.suppress(RuntimeError):  # outside `study.optimize` there is no loop
+            trial.study.stop()
+        if record is None:
+            return
+        with contextlib.suppress(Exception):  # Optuna's store may be the full one
+            trial.set_user_attr(ATTR, record.but(state=FAILED, fail_reason=full.reason).to_attr())
+        with contextlib.suppress(Exception):  # and MLflow's: then the next start closes the run
+            self.tracker.end_run(record.run_id, RUN_FAILED, {
+                STATE_TAG: FAILED, REASON_TAG: full.reason,
+                FIGURES_ERROR_TAG: "never written: the disk was full"})
+
+    def train(self, trial: optuna.Trial, record: TrialRecord, log: EpochLog) -> float:
+        """The trial after `begin`: train, report each epoch, and end as it ended."""
+        config = self.config
         run_id = record.run_id
         model: torch.nn.Module | None = None
         probe = probe_for(config.data.name, config.data.options, self.data, config.train.epochs,
@@ -254,6 +289,8 @@ class Objective:
             self.end(trial, record, DIVERGED, str(error), log, model, probe)
             raise optuna.TrialPruned(str(error)) from None
         except BaseException as error:  # anything else fails this trial: say why, then re-raise
+            if storage.full_store(error):
+                raise  # a full disk: `__call__` fails the trial, without more writes
             self.end(trial, record, FAILED, describe_error(error), log, model, probe)
             raise
         finally:

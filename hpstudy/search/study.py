@@ -1,4 +1,5 @@
-"""Optuna: samplers and pruners by name, and the persistent study that `optimize` continues."""
+"""Optuna: samplers and pruners by name, the persistent study that `optimize` continues, and
+the callback that stops it after too many failed trials in a row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import optuna
 
 from hpstudy import storage
 from hpstudy.errors import ConfigError, UserError
-from hpstudy.search.record import CODE_ATTR
+from hpstudy.search.record import CODE_ATTR, TrialRecord
 from hpstudy.spec.tables import known_key
 
 if TYPE_CHECKING:
@@ -134,3 +135,23 @@ def load_existing(name: str, storage_url: str) -> optuna.Study:
                         "first, or pass the --storage it used.")
     return optuna.load_study(study_name=name,
                              storage=storage.optuna_storage(storage_url, on_stale=retry_once))
+
+
+class FailureGuard:
+    """An Optuna callback that stops the study after `limit` failed trials in a row."""
+
+    def __init__(self, limit: int):
+        self.limit, self.count, self.message = limit, 0, ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Count this process's consecutive failures; stop the study at the limit."""
+        if trial.state != optuna.trial.TrialState.FAIL:
+            self.count = 0
+            return
+        self.count += 1
+        if self.count >= self.limit:
+            record = TrialRecord.of(trial)
+            self.message = (f"stopped after {self.count} failed trials in a row (the last, trial "
+                            f"{trial.number}: {record.fail_reason if record else 'no reason'}). "
+                            "Fix the cause, or raise `max_failures` in the study file.")
+            study.stop()

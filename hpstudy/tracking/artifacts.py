@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +158,6 @@ def predict(model: mlflow.pyfunc.PyFuncModel, inputs: Any, files: Sequence[str])
         where = files[int(row[1])] if row else ", ".join(files)
         raise UserError(f"{where}: {row[2] if row else error.message}. Give PNG or JPEG "
                         "files.") from None
-
-
-def serve_command(model_uri: str, host: str, port: int) -> list[str]:
-    """`mlflow models serve` for a model, in this Python environment."""
-    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
-            "--env-manager", "local", "--host", host, "--port", str(port)]
 
 
 # ------------------------------------------------------------------ reading a run back

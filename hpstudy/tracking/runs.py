@@ -72,6 +72,8 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs every database error it then raises, traceback and all: hpstudy reports the error
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 class Tracker(Registry):
@@ -319,16 +321,19 @@ def write_run_end(job: RunEnd) -> None:
     """Draw and log the job's figures, then end its run; raises if a figure failed.
 
     Runs in the background writer process (hpstudy.tracking.writer) or, without one, inline.
-    A figure that fails does not keep the run open: it ends as planned, tagged with why.
-    The run's end is the trial's (`end_time`), not the moment the writer got to it.
+    A figure or text file that fails (a full disk too) does not keep the run open: it ends
+    as planned, tagged with why. The run's end is the trial's (`end_time`), not the moment
+    the writer got to it.
     """
     client = MlflowClient(job.tracking_uri)
     error = ""
-    for filename, text in job.texts:
-        client.log_text(job.run_id, text, filename)
-    for filename, draw, args in job.figures:
+    for filename, *content in [*job.texts, *job.figures]:  # (file, text), (file, draw, args)
         try:
-            client.log_figure(job.run_id, draw(*args), filename, save_kwargs={"dpi": 100})
+            if len(content) == 1:
+                client.log_text(job.run_id, content[0], filename)
+            else:
+                draw, args = content
+                client.log_figure(job.run_id, draw(*args), filename, save_kwargs={"dpi": 100})
         except Exception as failure:
             error = f"{filename}: {type(failure).__name__}: {failure}"[:TAG_LIMIT]
     tags = job.tags | ({FIGURES_ERROR_TAG: error} if error else {})

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -22,7 +23,8 @@ import torch
 from PIL import Image
 
 from hpstudy import data as datasets
-from hpstudy.serve.predictor import MAX_BATCH
+from hpstudy.serve.guard import MAX_BODY_BYTES, MAX_DEPTH
+from hpstudy.serve.predictor import MAX_BATCH, MAX_SIDE
 from hpstudy.tracking.artifacts import load_network
 
 STARTUP_SECONDS = 120  # loading MLflow and the model on a slow CI machine
@@ -151,6 +153,32 @@ def test_bad_requests_get_a_4xx_that_says_what_was_wrong_and_the_server_goes_on(
     assert 400 <= status < 500, (status, answer)
     assert message in answer["message"]
     assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
+    assert urllib.request.urlopen(f"{server}/ping", timeout=5).status == 200
+    ok, _ = post(server, {"dataframe_records": [{"image": [[0] * 8] * 8}]})
+    assert ok == 200
+
+
+def hostile(case: str) -> bytes:
+    """The bodies that used to show internals (or a 500): built when a test asks."""
+    if case == "30000x30000 header":
+        return json.dumps({"dataframe_records": [{"image": base64.b64encode(
+            png_claiming(30000, 30000)).decode()}]}).encode()
+    if case == "nested 100,000 deep":
+        return b'{"dataframe_records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return b'{"dataframe_records": [{"image": "' + b"A" * (50 * 2**20) + b'"}]}'  # 50 MB
+
+
+HOSTILE = {"30000x30000 header": (400, f"{MAX_SIDE} on a side"),
+           "nested 100,000 deep": (400, f"at most {MAX_DEPTH}"),
+           "50 MB body": (413, f"at most {MAX_BODY_BYTES}")}
+INTERNALS = re.compile(r"stack_trace|Traceback|site-packages|\.py\b|/(tmp|usr|home|root|work)/")
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_bodies_get_a_4xx_naming_the_limit_and_no_internals(server, case):
+    status, answer = post(server, hostile(case))
+    assert (status, HOSTILE[case][1] in answer["message"]) == (HOSTILE[case][0], True), answer
+    assert not INTERNALS.search(json.dumps(answer)), answer
     assert urllib.request.urlopen(f"{server}/ping", timeout=5).status == 200
     ok, _ = post(server, {"dataframe_records": [{"image": [[0] * 8] * 8}]})
     assert ok == 200
