@@ -16,7 +16,7 @@ from optuna import Study
 from optuna.trial import TrialState
 
 from hpstudy.report.views import View
-from hpstudy.search.record import TrialRecord
+from hpstudy.search.record import TrialRecord, state_counts
 from hpstudy.spec.study_file import StudyConfig
 
 BEST_ROWS = 10  # trials in the "best trials" table
@@ -36,9 +36,7 @@ def render(study: Study, config: StudyConfig, views: Sequence[View],
            champion: Mapping[str, str] | None, warnings: Sequence[str], serve_hint: str) -> str:
     """The page. `champion` is the registered champion's version tags (or None)."""
     trials = study.get_trials(deepcopy=False)
-    counts = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}"
-                       for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                       if any(t.state == s for t in trials))
+    counts = state_counts(trials)  # the words optimize and `trials` use
     parts = [
         f"<h1>Study {_e(config.name)}</h1>",
         f"<p class='muted'>{_e(config.description)}<br>{len(trials)} trials ({counts}); "

@@ -10,7 +10,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from hpstudy.errors import UserError
-from hpstudy.search.record import DIVERGED, TrialRecord
+from hpstudy.search.record import DIVERGED, TrialRecord, state_counts
 from hpstudy.spec.space import edges
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
@@ -112,15 +112,9 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
 
     study = outcome.study
     trials = study.get_trials(deepcopy=False)
-    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-    diverged = sum((r := TrialRecord.of(t)) is not None and r.state == DIVERGED for t in trials)
     lines = [f"\nStudy '{study.study_name}': {len(trials)} trials in all "
-             f"({counts[TrialState.COMPLETE]} done, {counts[TrialState.PRUNED] - diverged} "
-             f"pruned, {diverged} diverged, {counts[TrialState.FAIL]} failed"
-             + (f", {counts[TrialState.RUNNING]} running elsewhere" if counts[TrialState.RUNNING]
-                else "")
-             + (f", {counts[TrialState.WAITING]} queued" if counts[TrialState.WAITING] else "")
-             + ")", ""]
+             f"({state_counts(trials)})", ""]
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: (t.value, t.number))[:SUMMARY_ROWS]
     names = list(dict.fromkeys(n for t in done for n in t.params))  # all calls' searched keys
@@ -150,7 +144,7 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
         best = study.trials[outcome.selection.decision.trial]
         lines += [f"Note: the best {name} = {value:.4g} lies at the edge of its search range; "
                   f"consider widening [search] {name}."
-                  for name, value in edges(config.search, best.params, counts[TrialState.COMPLETE])]
+                  for name, value in edges(config.search, best.params, complete)]
     link = runs_link(stores.tracking_uri, outcome.experiment_id, ui_port)
     lines += ["", f"Compare trials:  {link}",
               f"Serve the model: hpstudy serve --study {study.study_name}"

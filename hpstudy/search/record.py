@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,17 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def state_counts(trials: Sequence[Any]) -> str:
+    """How a study's trials ended, in the words every view uses (optimize, trials, report):
+    '8 done, 10 pruned, 2 diverged, 0 failed', then any running elsewhere or queued."""
+    from optuna.trial import TrialState
+
+    counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+    diverged = sum((r := TrialRecord.of(t)) is not None and r.state == DIVERGED for t in trials)
+    words = [f"{counts[TrialState.COMPLETE]} done", f"{counts[TrialState.PRUNED] - diverged} "
+             f"pruned", f"{diverged} diverged", f"{counts[TrialState.FAIL]} failed"]
+    for state, word in ((TrialState.RUNNING, "running elsewhere"), (TrialState.WAITING, "queued")):
+        words += [f"{counts[state]} {word}"] if counts[state] else []
+    return ", ".join(words)

@@ -72,6 +72,10 @@ def test_report_reuses_the_page_optimize_drew_until_the_study_changes(finished_s
     assert reused and run_id == second.run_id
     logged = read_text(copy.tracking_uri, run_id, "study/report.html")
     assert (tmp_path / "a.html").read_text() == logged
+    from hpstudy.search.record import state_counts
+
+    study = optuna.load_study(study_name=config.name, storage=copy.storage)
+    assert f"({state_counts(study.trials)})" in logged  # the counts optimize printed
     optuna.load_study(study_name=config.name, storage=copy.storage).enqueue_trial({})
     run_id, reused = write_report(config, copy.storage, copy.tracking_uri, tmp_path / "b.html",
                                   data=lambda: None)  # one more trial: drawn again, and logged
