@@ -186,7 +186,8 @@ class Objective:
     def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
         """A trial's MLflow run (with the study's fixed settings) and its first record."""
         config, record = self.config, first_record(trial)
-        run_id = self.tracker.start_run(
+        trial.set_user_attr(ATTR, record.to_attr())  # first: a worker stopped by its first MLflow
+        run_id = self.tracker.start_run(  # write (a full disk) is still known to reconcile
             f"trial-{trial.number}", parent_id=self.parent_id,
             params=config.fixed_params() | {"trial": trial.number,
                                             "device": describe_device(self.device)},
