@@ -43,6 +43,7 @@ class Decision:
     current_version: str | None = None  # the champion before selection
     current_trial: str | None = None
     current_val_loss: float | None = None  # the champion on the same validation split
+    val_acc: float = math.nan  # the best trial's network on the validation split (NaN: regression)
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ def decide(study: optuna.Study, data: Dataset, tracker: Tracker, network_of: Net
     record = TrialRecord.of(trial)
     uri, run_id = record.weights_uri, record.run_id
     with torch.no_grad():
-        val_loss, _ = evaluate(network_of(trial), data.val)
+        val_loss, val_acc = evaluate(network_of(trial), data.val)
     best = {"name": name, "trial": trial.number, "val_loss": val_loss, "weights_uri": uri,
-            "run_id": run_id}
+            "run_id": run_id, "val_acc": val_acc}
     current = tracker.version_by_alias(name, CHAMPION)
     if current is None:
         return Decision(**best, moves=True, reason="the study's first champion (there was none)")
@@ -176,10 +177,10 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
     network = network_of(trial)
     with torch.no_grad():
         test_loss, test_acc = evaluate(network, data.test)
-        val_acc = evaluate(network, data.val)[1]
     model_uri = tracker.log_model(decision.run_id, network, data.val.x[:2].cpu().numpy(),
                                   data.classes, step=max(trial.intermediate_values, default=0))
-    for part, split, metrics in (("val", data.val, _named("val", decision.val_loss, val_acc)),
+    val = _named("val", decision.val_loss, decision.val_acc)  # measured once, by `decide`
+    for part, split, metrics in (("val", data.val, val),
                                  ("test", data.test, _named("test", test_loss, test_acc))):
         tracker.log_model_metrics(run_id, model_uri, metrics,  # on this call's run: the trial's
                                   dataset_input(dataset, part, split, dataset))  # keeps its curves
