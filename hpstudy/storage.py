@@ -126,11 +126,13 @@ def _check_sqlite(url: str, flag: str, create: bool) -> None:
     if path.is_file() and path.stat().st_size:
         try:  # through SQLite, never open(): closing a file descriptor of a database drops
             # every lock this process's SQLite connections hold on it (POSIX advisory locks)
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                    timeout=1)) as db:
                 db.execute("PRAGMA schema_version")
-        except sqlite3.DatabaseError:
-            raise UserError(f"{flag} {url}: {path} exists but is not an SQLite database. "
-                            "Point at another file.") from None
+        except sqlite3.DatabaseError as error:  # busy or locked by a live writer: the store
+            if getattr(error, "sqlite_errorname", "") == "SQLITE_NOTADB":  # waits for it itself
+                raise UserError(f"{flag} {url}: {path} exists but is not an SQLite database. "
+                                "Point at another file.") from None
         if not os.access(path, os.W_OK):
             raise UserError(f"{flag} {url}: {path} is read-only for this user. Fix its "
                             "permissions or point at another file.")

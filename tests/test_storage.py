@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+import sqlite3
 from pathlib import Path
 
 import optuna
+import pytest
 import sqlalchemy
 from mlflow.exceptions import MlflowException
 
 from hpstudy import storage
+from hpstudy.errors import UserError
 
 
 def test_defaults_live_under_mlruns():
@@ -52,3 +55,27 @@ def test_a_full_disk_is_recognised_and_its_store_named(tmp_path):
     assert full.reason == f"disk full: the Optuna store sqlite:///{tmp_path}/optuna.db ({tmp_path})"
     assert str(tmp_path) in str(full) and "MB free" in str(full) and "Free space" in str(full)
     assert storage.disk_full(RuntimeError("no"), "sqlite:///a.db", "sqlite:///b.db", "s") is None
+
+
+def test_a_file_that_is_not_sqlite_is_refused_with_its_path(tmp_path):
+    (tmp_path / "mlflow.db").write_text("name,value\n" * 20)
+    with pytest.raises(UserError, match="is not an SQLite database") as error:
+        storage.check_tracking(f"sqlite:///{tmp_path}/mlflow.db")
+    assert str(tmp_path / "mlflow.db") in str(error.value)
+
+
+def test_a_database_locked_by_a_live_writer_is_not_called_foreign(tmp_path):
+    """Busy is not corrupt: the store waits for its writer; the check must not refuse it."""
+    path = tmp_path / "mlflow.db"
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writer.commit()
+    writer.execute("PRAGMA locking_mode=EXCLUSIVE")
+    writer.execute("BEGIN EXCLUSIVE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    try:
+        storage.check_tracking(f"sqlite:///{path}")
+    finally:
+        writer.rollback()
+        writer.close()
