@@ -154,9 +154,12 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
 
 
 def runs_link(tracking_uri: str, experiment_id: str, ui_port: int = 5000) -> str:
-    """The MLflow UI page of the study's runs (MLflow 3 opens its GenAI overview at the bare
-    experiment link), and, for a local store, the command that starts the UI."""
-    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    """The MLflow UI page of the study's runs, best validation loss first (MLflow 3 opens its
+    GenAI overview at the bare experiment link, and nests trial runs under their call's run
+    unless the table is sorted by something other than date), and, for a local store, the
+    command that starts the UI."""
+    page = (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")
     if tracking_uri.startswith(("http://", "https://")):
         return f"{tracking_uri.rstrip('/')}/{page}"
     port = "" if ui_port == 5000 else f" --port {ui_port}"

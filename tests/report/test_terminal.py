@@ -16,12 +16,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def test_the_link_names_the_runs_page_the_port_and_how_to_start_the_ui():
     assert runs_link("sqlite:///mlruns/mlflow.db", "3") == (
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning  "
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true  "
         "(after `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`)")
     assert runs_link("sqlite:///x.db", "3", ui_port=8080).startswith("http://127.0.0.1:8080/#/")
     assert "--port 8080`" in runs_link("sqlite:///x.db", "3", ui_port=8080)
     assert runs_link("http://mlflow.example:5000/", "3") == (
-        "http://mlflow.example:5000/#/experiments/3/runs?workflowType=machine_learning")
+        "http://mlflow.example:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")
 
 
 def rendered(url: str) -> str:
@@ -42,9 +44,12 @@ def test_the_printed_link_opens_the_runs_table_with_the_trials_in_the_mlflow_ui(
         link = runs_link(url, experiment.experiment_id)
         page = rendered(link)
         bare = rendered(f"{url}/#/experiments/{experiment.experiment_id}")  # the old link
-    assert "optimize from trial" in page, page[-2000:]  # the calls' parent runs (the trial
-    # runs are nested under them: MLflow's table shows them once a parent row is expanded)
     runs = MlflowClient(stores.tracking_uri).search_runs([experiment.experiment_id])
+    trial_runs = [r for r in runs if r.info.run_name.startswith("trial-")]
+    assert len(trial_runs) >= 5
+    for run in trial_runs:  # every trial's row, not folded under its call's parent run
+        assert f">{run.info.run_name}<" in page, (run.info.run_name, page[-2000:])
+    assert "optimize from trial" in page  # and the calls' parent runs
     digests = {i.dataset.digest for r in runs for i in r.inputs.dataset_inputs}
     assert any(f'title="digits ({d})"' in page for d in digests)  # the Dataset column
     assert "optimize from trial" not in bare  # MLflow 3's GenAI overview instead
