@@ -55,7 +55,7 @@ from hpstudy.data import Dataset
 from hpstudy.errors import UserError
 from hpstudy.models import build_model
 from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
-from hpstudy.search.record import ATTR
+from hpstudy.search.record import TrialRecord
 from hpstudy.spec.study_file import StudyConfig, load_study
 from hpstudy.tracking.runs import quiet
 from hpstudy.train.loop import evaluate
@@ -187,7 +187,7 @@ def hpstudy_rows(outcome: Outcome, tracking_uri: str) -> list[dict[str, Any]]:
     for trial in outcome.study.trials:
         if trial.duration is None:
             continue  # never ran
-        record = trial.user_attrs.get(ATTR) or {}
+        record = TrialRecord.fields_of(trial)
         timings = record.get("timings") or {}
         run_id = record.get("run_id")
         history = client.get_metric_history(run_id, "epoch_seconds") if run_id else []

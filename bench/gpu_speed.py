@@ -44,7 +44,7 @@ from torchvision import datasets, transforms
 from hpstudy.data import load as load_dataset
 from hpstudy.models import DataShape, build_model
 from hpstudy.run.optimize import Stores, optimize, plan
-from hpstudy.search.record import ATTR
+from hpstudy.search.record import TrialRecord
 from hpstudy.spec.finding import BUNDLED_STUDIES_DIR
 from hpstudy.spec.study_file import load_study
 from hpstudy.tracking.runs import quiet
@@ -172,7 +172,7 @@ def hpstudy_study(args: argparse.Namespace, folder: Path) -> dict:
                             data_dir=args.data_dir))
     elapsed = time.perf_counter() - started
     done = [t for t in outcome.study.trials if t.duration]
-    logging = sum((t.user_attrs.get(ATTR) or {}).get("logging_seconds", 0.0) for t in done)
+    logging = sum(TrialRecord.fields_of(t).get("logging_seconds", 0.0) for t in done)
     return {"trials": len(done), "seconds": elapsed, "trials_per_hour": 3600 * len(done) / elapsed,
             "gpu_utilisation": gpu.mean(),
             "logging_share": logging / sum(t.duration.total_seconds() for t in done)}

@@ -60,7 +60,7 @@ from provenance import finite, machine, versions  # bench/provenance.py
 from hpstudy.data import Dataset
 from hpstudy.errors import UserError
 from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
-from hpstudy.search.record import ATTR
+from hpstudy.search.record import TrialRecord
 from hpstudy.spec.study_file import StudyConfig, load_study
 from hpstudy.tracking.runs import quiet
 
@@ -130,7 +130,7 @@ class Budget:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Count the trial's epochs; stop the study at the budget."""
         self.spent += len(trial.intermediate_values)
-        state = (trial.user_attrs.get(ATTR) or {}).get("state") or trial.state.name.lower()
+        state = TrialRecord.fields_of(trial).get("state") or trial.state.name.lower()
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self.best = min(self.best, trial.value)
         last = list(trial.intermediate_values.values())[-1:]  # a pruned trial's last epoch
@@ -153,7 +153,7 @@ def trial_rows(study: optuna.Study, began: datetime.datetime) -> list[dict[str, 
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if trial.datetime_complete is None:
             continue  # never ran
-        record = trial.user_attrs.get(ATTR) or {}
+        record = TrialRecord.fields_of(trial)
         epochs = len(trial.intermediate_values)
         spent += epochs
         seen = [v for v in trial.intermediate_values.values() if math.isfinite(v)]

@@ -20,7 +20,6 @@ from optuna.trial import FrozenTrial, TrialState
 from hpstudy import storage
 from hpstudy.errors import DiskFull
 from hpstudy.search.record import (
-    ATTR,
     COMMAND_TAG,
     COMPLETE,
     FAILED,
@@ -64,8 +63,9 @@ def fail_trial(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     record = TrialRecord.of(trial)
     try:
         if record is not None:
-            storage.set_trial_user_attr(trial_id, ATTR, record.but(
-                state=FAILED, fail_reason=reason).to_attr())
+            failed = record.but(state=FAILED, fail_reason=reason)
+            for key, value in failed.changes(trial.user_attrs).items():
+                storage.set_trial_user_attr(trial_id, key, value)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             return False
     except UpdateFinishedTrialError:

@@ -95,6 +95,12 @@ def first_record(trial: optuna.Trial) -> TrialRecord:
                        retry_of=copied["trial"] if retry else None, process=Process.this())
 
 
+def save(trial: optuna.Trial, record: TrialRecord) -> None:
+    """Write what changed in a trial's record to its Optuna user attributes."""
+    for key, value in record.changes(trial.user_attrs).items():
+        trial.set_user_attr(key, value)
+
+
 def describe_error(error: BaseException) -> str:
     """An exception as a one-line reason."""
     if isinstance(error, KeyboardInterrupt):
@@ -186,7 +192,7 @@ class Objective:
     def begin(self, trial: optuna.Trial) -> tuple[TrialRecord, EpochLog]:
         """A trial's MLflow run (with the study's fixed settings) and its first record."""
         config, record = self.config, first_record(trial)
-        trial.set_user_attr(ATTR, record.to_attr())  # first: a worker stopped by its first MLflow
+        save(trial, record)  # first: a worker stopped by its first MLflow
         run_id = self.tracker.start_run(  # write (a full disk) is still known to reconcile
             f"trial-{trial.number}", parent_id=self.parent_id,
             params=config.fixed_params() | {"trial": trial.number,
@@ -195,7 +201,7 @@ class Objective:
             | record.process.tags())
         self.tracker.log_data(run_id, self.inputs)
         record = record.but(run_id=run_id)
-        trial.set_user_attr(ATTR, record.to_attr())
+        save(trial, record)
         return record, EpochLog(self.tracker, run_id)
 
     def seeded_network(self, hp: dict[str, Any]) -> torch.nn.Module:
@@ -247,7 +253,7 @@ class Objective:
         if record is None:
             return
         with contextlib.suppress(Exception):  # Optuna's store may be the full one
-            trial.set_user_attr(ATTR, record.but(state=FAILED, fail_reason=full.reason).to_attr())
+            save(trial, record.but(state=FAILED, fail_reason=full.reason))
         with contextlib.suppress(Exception):  # and MLflow's: then the next start closes the run
             self.tracker.end_run(record.run_id, RUN_FAILED, {
                 STATE_TAG: FAILED, REASON_TAG: full.reason,
@@ -355,10 +361,7 @@ class Objective:
             n_params=count_parameters(model) if model is not None else 0,
             train_seconds=sum(m.seconds for m in history),
             logging_seconds=self.tracker.seconds(run_id), timings=log.timings)
-        trial.set_user_attr(ATTR, record.to_attr())
-        for key, value in ((STATE_TAG, state), (REASON_TAG, reason)):  # flat, for optuna-dashboard
-            if value:  # (its trial page shows a dict as one long line of JSON)
-                trial.set_user_attr(key, value)
+        save(trial, record)
         self.tracker.log_metrics(run_id, {"logging_seconds": record.logging_seconds})
         if self.writer is None:
             write_run_end(job)

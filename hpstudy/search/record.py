@@ -1,9 +1,11 @@
 """What a trial records, named in one place: its Optuna user attribute and its MLflow tags.
 
-Each Optuna trial carries one `TrialRecord` (the user attribute `hpstudy`): which process
-runs it (host, pid), which MLflow run holds it, how it ended and why. The process identity
-lets a worker that starts on the same machine see at once that a trial's worker is dead,
-without waiting for the heartbeat's grace period.
+Each Optuna trial carries one `TrialRecord`: which process runs it (host, pid), which MLflow
+run holds it, how it ended and why, where its time went. Its identity (trial, attempt,
+process) is the user attribute `hpstudy`; every other field is a flat user attribute of its
+own (`hpstudy.state`, `hpstudy.run_id`, `hpstudy.seconds.train`, ...), which optuna-dashboard
+lists one per line. The process identity lets a worker that starts on the same machine see at
+once that a trial's worker is dead, without waiting for the heartbeat's grace period.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ATTR = "hpstudy"  # the Optuna user attribute holding a trial's record
+ATTR = "hpstudy"  # the Optuna user attribute holding a trial's identity; its other fields are
+# flat attributes named ATTR + "." + field, and ATTR + ".seconds." + part for its timings
 CODE_ATTR = "hpstudy.code"  # the Optuna study's user attribute: the user code its first call ran
 CHAMPION_ATTR = "hpstudy.champion"  # the study's user attribute: the registered champion
 
 # MLflow tags on a trial's run (and, for host/pid/command, on a call's parent run); state and
-# reason are also the trial's flat Optuna user attributes, which optuna-dashboard lists
+# reason are named alike as the trial's Optuna user attributes
 STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial_number"
 ATTEMPT_TAG = "hpstudy.attempt"  # 1, or 2 for the retry of a trial whose worker died
@@ -31,6 +34,9 @@ FIGURES_ERROR_TAG = "hpstudy.figures_error"  # a figure that could not be writte
 COMMAND_TAG = "hpstudy.command"  # optimize | worker | select (parent runs only)
 VERSION_TAG = "hpstudy.version"  # + ".optuna" etc.: the libraries a call ran (parent runs only)
 HOST_TAG, PID_TAG, STARTED_TAG = "hpstudy.host", "hpstudy.pid", "hpstudy.process_start"
+
+IDENTITY = ("trial", "attempt", "process", "retry_of")  # a record's fields kept in ATTR itself
+_NONE = object()  # no such attribute
 
 TIMINGS = ("train", "validate", "metrics", "model", "figures")  # where a trial's time goes;
 # "figures" is what submitting them cost here: drawing happens beside the next trial
@@ -97,19 +103,43 @@ class TrialRecord:
     logging_seconds: float = 0.0  # what this trial spent writing to MLflow on the training path
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # TIMINGS, in seconds
 
-    def to_attr(self) -> dict[str, Any]:
-        """As an Optuna user attribute (JSON)."""
-        return dataclasses.asdict(self)
+    def attrs(self) -> dict[str, Any]:
+        """As Optuna user attributes: the identity as one, every other field flat."""
+        fields = dataclasses.asdict(self)
+        timings = fields.pop("timings")
+        flat = {f"{ATTR}.{name}": fields.pop(name) for name in list(fields) if name not in IDENTITY}
+        parts = dict.fromkeys(TIMINGS) | timings  # None: not timed (over a copied retry's)
+        return {ATTR: fields} | flat | {f"{ATTR}.seconds.{part}": s for part, s in parts.items()}
+
+    def changes(self, current: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes to write over a trial's `current` ones: those that differ, except
+        defaults the trial does not hold (a new trial's first record is one write)."""
+        defaults = TrialRecord(self.trial, self.attempt, self.process).attrs()
+        del defaults[ATTR]  # the identity is always written
+        return {key: value for key, value in self.attrs().items() if current.get(key, _NONE)
+                != value and not (key not in current and defaults.get(key, _NONE) == value)}
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord | None:
         """The record of a (frozen) Optuna trial, or None if it has none of its own yet."""
-        raw = trial.user_attrs.get(ATTR)
+        attrs = trial.user_attrs
+        raw = attrs.get(ATTR)
         if not isinstance(raw, dict) or raw.get("trial") != trial.number:
             return None  # none, or the one a retry copied from the trial it retries
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in raw.items() if k in fields}
+        names = {f.name for f in dataclasses.fields(cls)} - {"process"}
+        values = {k: v for k, v in raw.items() if k in names}  # older stores: all in one
+        values |= {name: attrs[f"{ATTR}.{name}"] for name in names if f"{ATTR}.{name}" in attrs}
+        seconds = {key.removeprefix(f"{ATTR}.seconds."): value for key, value in attrs.items()
+                   if key.startswith(f"{ATTR}.seconds.") and value is not None}
+        if seconds:
+            values["timings"] = seconds
         return cls(**values | {"process": Process(**raw["process"])})
+
+    @classmethod
+    def fields_of(cls, trial: Any) -> dict[str, Any]:
+        """The record of a trial as plain fields, {} if it has none (for scripts and JSON)."""
+        record = cls.of(trial)
+        return dataclasses.asdict(record) if record is not None else {}
 
     def but(self, **changes: Any) -> TrialRecord:
         """A copy with `changes`."""

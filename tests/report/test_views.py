@@ -17,7 +17,7 @@ from hpstudy.report.views import (
     trials_table,
 )
 from hpstudy.run.optimize import load_data
-from hpstudy.search.record import ATTR, COMPLETE, DIVERGED, Process, TrialRecord
+from hpstudy.search.record import COMPLETE, DIVERGED, Process, TrialRecord
 from hpstudy.spec.study_file import load_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -68,7 +68,7 @@ def test_the_edge_warning_fires_only_where_the_best_lr_sits_on_its_bound_of_10_t
             kept = TrialRecord(trial=number, attempt=1, process=Process.this(), state=COMPLETE,
                                weights_uri=f"runs:/{number}/weights.pt")  # selectable
             study.add_trial(create_trial(params={"lr": value}, value=loss, distributions=lr,
-                                         user_attrs={ATTR: kept.to_attr()}))
+                                         user_attrs=kept.attrs()))
         warnings = edge_warnings(study, config)
         assert any("lr = 0.3" in w for w in warnings) is warned, warnings
         assert best_params(study)["best.lr"] == best_lr
@@ -83,7 +83,7 @@ def test_the_lr_momentum_map_marks_diverged_trials_apart(write_study):
     diverged = TrialRecord(trial=1, attempt=1, process=Process.this(), state=DIVERGED)
     study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 0.3, "momentum": 0.9},
                                  distributions=space, intermediate_values={1: float("inf")},
-                                 user_attrs={"hpstudy": diverged.to_attr()}))
+                                 user_attrs=diverged.attrs()))
     figure = lr_momentum_map(study.trials, config).figure
     labels = figure.axes[0].get_legend_handles_labels()[1]
     assert labels == ["completed", "diverged"]

@@ -86,12 +86,12 @@ def done(number: int, value: float, val_acc: float, weights_uri: str):
     """A completed trial with hpstudy's record, as the objective leaves it."""
     import optuna
 
-    from hpstudy.search.record import ATTR, Process, TrialRecord
+    from hpstudy.search.record import Process, TrialRecord
 
     record = TrialRecord(number, 1, Process("h", 1, 0), state="complete",
                          weights_uri=weights_uri,
                          val_acc=val_acc)
-    return optuna.trial.create_trial(value=value, user_attrs={ATTR: record.to_attr()})
+    return optuna.trial.create_trial(value=value, user_attrs=record.attrs())
 
 
 def test_best_trial_skips_failed_and_non_finite_trials():
