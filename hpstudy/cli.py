@@ -192,9 +192,9 @@ def cmd_trials(args: argparse.Namespace) -> int:
     """List a study's trials (state, validation loss, parameters) without running any."""
     config = _load(args)
     _check_flags(args)
-    from hpstudy.report.publish import trial_rows
+    from hpstudy.report.table import stored_trials
 
-    table = trial_rows(config.name, args.storage)
+    table = stored_trials(config.name, args.storage)
     if args.csv:
         print(table.to_csv(index=False), end="")
         return EXIT_OK

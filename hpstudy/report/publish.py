@@ -16,7 +16,8 @@ import optuna
 
 from hpstudy.data import Dataset
 from hpstudy.report.page import render
-from hpstudy.report.views import View, best_params, edge_warnings, study_views, trials_table
+from hpstudy.report.table import trials_table
+from hpstudy.report.views import View, best_params, edge_warnings, study_views
 from hpstudy.run.select import CHAMPION
 from hpstudy.search.record import CHAMPION_ATTR
 from hpstudy.search.study import load_existing
@@ -26,7 +27,7 @@ from hpstudy.tracking.artifacts import read_text
 from hpstudy.tracking.runs import Tracker
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 EDGE_TAG = "hpstudy.edge_warning"  # searched parameters whose best value sits on a bound
 SHOWS_TAG = "hpstudy.report_shows"  # the study state (`study_state`) the run's report shows
@@ -102,8 +103,3 @@ def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, outpu
         tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
         tracker.set_tags(run_id, {SHOWS_TAG: state})
     return run_id, False
-
-
-def trial_rows(name: str, storage_url: str) -> pd.DataFrame:
-    """`hpstudy trials`: the study's trial table, read from the Optuna storage alone."""
-    return trials_table(load_existing(name, storage_url))

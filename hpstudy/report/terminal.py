@@ -220,6 +220,8 @@ def trials_text(table: pd.DataFrame) -> str:
     shown["val_acc"] = [f"{100 * v:.1f}%" if v == v and v is not None else "" for v in
                         shown["val_acc"]]
     shown["champion"] = ["<- champion" if c else "" for c in shown["champion"]]
+    for column in shown.columns[shown.dtypes == "Int64"]:  # a parameter the network ignores
+        shown[column] = shown[column].astype("string").fillna("")
     shown.columns = [c.removeprefix("params_") for c in shown.columns]
     return (shown.rename(columns={"champion": ""}).to_string(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="")

@@ -24,13 +24,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.errors import NoChampion
 from hpstudy.run.select import best_trial
-from hpstudy.search.record import CHAMPION_ATTR, COMPLETE, DIVERGED, TrialRecord
+from hpstudy.search.record import COMPLETE, DIVERGED, TrialRecord
 from hpstudy.spec.space import edges
 from hpstudy.spec.study_file import StudyConfig
 
 if TYPE_CHECKING:
     import optuna
-    import pandas as pd
 
     from hpstudy.data import Dataset
 
@@ -97,26 +96,6 @@ def edge_warnings(study: optuna.Study, config: StudyConfig) -> list[str]:
     return [f"the best {name} = {value:.4g} lies at the edge of its search range"
             for name, value in edges(config.search, best.params, len(study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE,))))]
-
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, parameters, value, durations and hpstudy's record."""
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration",
-                                          "datetime_start", "datetime_complete"))
-    by_number = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False)}
-    records = [by_number.get(n) for n in frame["number"]]
-    for column, field, missing in (("outcome", "state", ""), ("val_acc", "val_acc", None),
-                                   ("n_params", "n_params", None), ("run_id", "run_id", ""),
-                                   ("fail_reason", "fail_reason", "")):
-        frame[column] = [getattr(r, field) if r else missing for r in records]
-    frame["duration"] = frame["duration"].dt.total_seconds().round(2)
-    frame = frame.rename(columns={"value": "val_loss", "value_val_loss": "val_loss",  # named
-                                  "duration": "seconds"})  # metric: set_metric_names
-    params = [c for c in frame.columns if c.startswith("params_")]
-    frame["champion"] = frame["number"] == study.user_attrs.get(CHAMPION_ATTR, {}).get("trial")
-    return frame[["number", "state", "outcome", "val_loss", "val_acc", *params, "n_params",
-                  "seconds", "champion", "datetime_start", "datetime_complete", "run_id",
-                  "fail_reason"]]
 
 
 # ------------------------------------------------------------------------------- Optuna's views

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from hpstudy.errors import NoChampion, UserError
-from hpstudy.report.views import trials_table
+from hpstudy.report.table import trials_table
 from hpstudy.run.optimize import Outcome, Stores, plan
 from hpstudy.run.optimize import optimize as run_optimize
 from hpstudy.spec.study_file import load_study

@@ -184,6 +184,7 @@ class Objective:
                  device: torch.device, writer: Writer | None = None, storage_url: str = ""):
         self.config, self.data, self.tracker = config, data, tracker
         self.parent_id, self.device, self.writer = parent_id, device, writer
+        self.arch = architecture(config.model.architecture)
         name = config.data.name  # the splits every trial trains and validates on, digested once
         self.inputs = [dataset_input(name, part, split, name)
                        for part, split in (("train", data.train), ("val", data.val))]
@@ -319,7 +320,7 @@ class Objective:
         model; the task's own view (xor, functions) where there is one."""
         if not history:
             return (), ()
-        shown = architecture(self.config.model.architecture).meaningful(trial.params)
+        shown = self.arch.meaningful(trial.params)
         title = plots.trial_title(self.config.name, trial.number, state, shown)
         figures: list[tuple] = [(CURVES_PNG, plots.curves, (history, title))]
         figures += (probe or Probe()).figures(title)
@@ -360,7 +361,8 @@ class Objective:
             val_acc=history[-1].val_acc if history else None,
             n_params=count_parameters(model) if model is not None else 0,
             train_seconds=sum(m.seconds for m in history),
-            logging_seconds=self.tracker.seconds(run_id), timings=log.timings)
+            logging_seconds=self.tracker.seconds(run_id), timings=log.timings,
+            unused=sorted(set(trial.params) - set(self.arch.meaningful(trial.params))))
         save(trial, record)
         self.tracker.log_metrics(run_id, {"logging_seconds": record.logging_seconds})
         if self.writer is None:

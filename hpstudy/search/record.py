@@ -102,6 +102,7 @@ class TrialRecord:
     train_seconds: float = 0.0  # training and validation, all epochs
     logging_seconds: float = 0.0  # what this trial spent writing to MLflow on the training path
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # TIMINGS, in seconds
+    unused: list[str] = dataclasses.field(default_factory=list)  # params its network ignores
 
     def attrs(self) -> dict[str, Any]:
         """As Optuna user attributes: the identity as one, every other field flat."""

@@ -9,12 +9,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from hpstudy.report.table import trials_table
 from hpstudy.report.views import (
     best_params,
     edge_warnings,
     lr_momentum_map,
     study_views,
-    trials_table,
 )
 from hpstudy.run.optimize import load_data
 from hpstudy.search.record import COMPLETE, DIVERGED, Process, TrialRecord
