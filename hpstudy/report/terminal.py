@@ -28,10 +28,16 @@ if TYPE_CHECKING:
 SUMMARY_ROWS = 5  # best trials shown in the final table
 
 
+def _used(trial: FrozenTrial) -> dict[str, object]:
+    """A trial's searched parameters but those its network ignores (an MLP's width at depth 0)."""
+    record = TrialRecord.of(trial)
+    return {k: v for k, v in trial.params.items() if not record or k not in record.unused}
+
+
 def _params(trial: FrozenTrial) -> str:
     """A trial's searched parameters, compactly."""
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in trial.params.items())
+                    for k, v in _used(trial).items())
 
 
 def _number(value: float) -> str:
@@ -121,7 +127,7 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
     lines.append(f"{'rank':>4} {'trial':>5} {'val_loss':>9} {'val_acc':>7}  "
                  + "  ".join(f"{n:>10}" for n in names))
     for rank, t in enumerate(done, 1):
-        values = "  ".join(_cell(t.params.get(n, "-")) for n in names)
+        values = "  ".join(_cell(_used(t).get(n, "" if n in t.params else "-")) for n in names)
         record = TrialRecord.of(t)
         lines.append(f"{rank:>4} {t.number:>5} {t.value:>9.4f} "
                      f"{_percent(record.val_acc if record else None):>7}  {values}")

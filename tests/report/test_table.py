@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from hpstudy.report.table import trials_table
-from hpstudy.report.terminal import trials_text
+from hpstudy.report.terminal import trial_line, trials_text
 from hpstudy.search.record import COMPLETE, Process, TrialRecord
 
 SPACE = {"lr": FloatDistribution(1e-3, 1.0, log=True), "width": IntDistribution(16, 512),
@@ -37,6 +37,10 @@ def test_a_width_the_network_ignores_is_left_blank():
     width = slice(header.index("width"), header.index("width") + len("width"))
     assert best.split()[0] == "1" and best[width].strip() == "" and other[width].strip() == "64"
     assert "<NA>" not in best and "nan" not in best
+    study = mlp_study()
+    assert "width=64" in trial_line(study, study.trials[0])  # the line optimize prints
+    assert "width" not in trial_line(study, study.trials[1]) and "depth=0" in trial_line(
+        study, study.trials[1])
 
 
 def test_hpstudy_trials_reads_the_store_without_importing_torch_or_mlflow(tmp_path):
