@@ -83,7 +83,7 @@ def _best_table(study: Study) -> str:
 
 
 def _figure(view: View) -> str:
-    if view.figure is None:
+    if view.figure is None and view.drawn is None:
         return (f"<p class='muted'>{_e(view.caption)}: not drawn ({_e(view.why_not)}).</p>")
     return (f"<figure><img alt='{_e(view.caption)}' src='data:image/png;base64,"
             f"{base64.b64encode(view.png).decode('ascii')}'><figcaption>{_e(view.caption)}"

@@ -17,14 +17,23 @@ import optuna
 from hpstudy.data import Dataset
 from hpstudy.report.page import render
 from hpstudy.report.table import trials_table
-from hpstudy.report.views import View, best_params, edge_warnings, study_views
+from hpstudy.report.views import (
+    SAMPLES_PNG,
+    View,
+    best_params,
+    edge_warnings,
+    has_samples,
+    sample_images,
+    samples_figure,
+    study_views,
+)
 from hpstudy.run.select import CHAMPION
 from hpstudy.search.record import CHAMPION_ATTR
 from hpstudy.search.study import load_existing
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.storage import DEFAULT_TRACKING_URI
 from hpstudy.tracking.artifacts import read_text
-from hpstudy.tracking.runs import Tracker
+from hpstudy.tracking.runs import RunEnd, Tracker
 
 if TYPE_CHECKING:
     pass
@@ -34,11 +43,23 @@ SHOWS_TAG = "hpstudy.report_shows"  # the study state (`study_state`) the run's 
 REPORT_FILE, TABLE_FILE = "report.html", "trials.csv"  # under the run's study/
 
 
+def early_views(config: StudyConfig, data: Dataset, tracker: Tracker, run_id: str
+                ) -> RunEnd | None:
+    """The views that need no trial (the dataset's samples), as a job for the writer, which
+    draws them while the first trials train; None where there are none."""
+    if not has_samples(data):
+        return None
+    return RunEnd(tracker.uri, run_id, "", {}, figures=(
+        (f"study/{SAMPLES_PNG}", samples_figure, (*sample_images(data), config.name)),))
+
+
 def publish(study: optuna.Study, config: StudyConfig, data: Dataset | None, tracker: Tracker,
             run_id: str) -> list[str]:
-    """Log the study's views, table and report to `run_id`; the figures that failed."""
+    """Log the study's views, table and report to `run_id`; the figures that failed. What
+    `early_views` drew is read back, not drawn again."""
     views, failed = [], []
-    for view in study_views(study, config, data):
+    samples = tracker.study_file(run_id, SAMPLES_PNG) if has_samples(data) else None
+    for view in study_views(study, config, data, samples):
         try:
             if view.figure is not None:
                 view.png  # noqa: B018 - rendered once here, reused by the report

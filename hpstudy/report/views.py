@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from hpstudy.data import Dataset
 
 SAMPLES_PER_CLASS = 8  # images of each class in the dataset's sample grid
+SAMPLES_PNG, SAMPLES_CAPTION = "samples.png", "A labelled sample of the training images"
 MIN_COMPLETE = 2  # completed trials Optuna's views need to say anything
 PNG_DPI = 90
 
@@ -46,17 +47,22 @@ class View:
     caption: str
     figure: Figure | None
     why_not: str = ""
+    drawn: bytes | None = None  # its PNG, drawn and logged already (by the writer: `figure` None)
 
     @functools.cached_property
     def png(self) -> bytes:
         """The figure as PNG, rendered once (for MLflow and the report alike)."""
+        if self.drawn is not None:
+            return self.drawn
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=PNG_DPI)
         return buffer.getvalue()
 
 
-def study_views(study: optuna.Study, config: StudyConfig, data: Dataset | None) -> list[View]:
-    """Every study-level view of `study` as it stands now."""
+def study_views(study: optuna.Study, config: StudyConfig, data: Dataset | None,
+                samples: bytes | None = None) -> list[View]:
+    """Every study-level view of `study` as it stands now (`samples`: the PNG of the dataset's
+    samples where it is drawn already)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     searched = [k for k, p in config.search.items() if p.searched]
     views = [_optuna_view(name, caption, draw, study, complete)
@@ -64,10 +70,17 @@ def study_views(study: optuna.Study, config: StudyConfig, data: Dataset | None) 
     views.append(lr_momentum_map(study.trials, config))
     if any(k in searched for k in ("width", "depth")):
         views.append(size_against_accuracy(study.trials, config.name))
-    if data is not None and data.classes and len(data.input_shape) == 3:
-        views.append(View("samples.png", "A labelled sample of the training images",
-                          dataset_samples(data, config.name)))
+    if samples is not None:
+        views.append(View(SAMPLES_PNG, SAMPLES_CAPTION, None, drawn=samples))
+    elif has_samples(data):
+        views.append(View(SAMPLES_PNG, SAMPLES_CAPTION, samples_figure(
+            *sample_images(data), config.name)))
     return views
+
+
+def has_samples(data: Dataset | None) -> bool:
+    """Whether the dataset is labelled images, which the samples view shows."""
+    return data is not None and bool(data.classes) and len(data.input_shape) == 3
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
@@ -283,10 +296,10 @@ def size_against_accuracy(trials: Sequence[FrozenTrial], name: str) -> View:
     return View(filename, caption, fig)
 
 
-def dataset_samples(data: Dataset, name: str) -> Figure:
-    """SAMPLES_PER_CLASS training images of each class, one row per class (report 000)."""
+def sample_images(data: Dataset) -> tuple[np.ndarray, tuple[str, ...]]:
+    """SAMPLES_PER_CLASS training images of each class (blank where a class has fewer), in
+    class order, scaled to 0..1, and the class names: what `samples_figure` draws."""
     import torch
-    from torchvision.utils import make_grid
 
     rows = []
     for index in range(len(data.classes)):
@@ -297,15 +310,23 @@ def dataset_samples(data: Dataset, name: str) -> Figure:
                                 dtype=picked.dtype)
             picked = torch.cat([picked, blank])
         rows.append(picked)
-    images = torch.cat(rows).float() / 255.0
+    return (torch.cat(rows).float() / 255.0).numpy(), tuple(data.classes)
+
+
+def samples_figure(images: np.ndarray, classes: tuple[str, ...], name: str) -> Figure:
+    """The images of `sample_images`, one row per class (report 000)."""
+    import torch
+    from torchvision.utils import make_grid
+
     pad = 2
-    grid = make_grid(images, nrow=SAMPLES_PER_CLASS, padding=pad, pad_value=1.0)
+    grid = make_grid(torch.from_numpy(images), nrow=SAMPLES_PER_CLASS, padding=pad,
+                     pad_value=1.0)
     height = images.shape[2] + pad
-    fig = Figure(figsize=(6, 0.6 * len(data.classes) + 1), layout="constrained")
+    fig = Figure(figsize=(6, 0.6 * len(classes) + 1), layout="constrained")
     ax = fig.subplots()
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_yticks([pad + height * i + (height - pad) / 2 for i in range(len(data.classes))],
-                  labels=list(data.classes))
+    ax.set_yticks([pad + height * i + (height - pad) / 2 for i in range(len(classes))],
+                  labels=list(classes))
     ax.set_xticks([])
     ax.set(ylabel="class", xlabel=f"the first {SAMPLES_PER_CLASS} examples of each class in "
                                   "the training split", title=f"{name}: training images by class")

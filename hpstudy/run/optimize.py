@@ -21,7 +21,7 @@ from hpstudy import data as datasets
 from hpstudy import storage
 from hpstudy.errors import ConfigError, DiskFull, NoChampion, UserError
 from hpstudy.models import architecture, build_model, check_network
-from hpstudy.report.publish import publish
+from hpstudy.report.publish import early_views, publish
 from hpstudy.run import workers
 from hpstudy.run.flags import DEVICES, check_device_name, check_jobs
 from hpstudy.run.recovery import Repairs, end_call, reconcile, retry_interrupted
@@ -51,7 +51,7 @@ from hpstudy.search.record import (
 from hpstudy.search.study import FailureGuard, load_existing, open_study
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from hpstudy.tracking.runs import Tracker
+from hpstudy.tracking.runs import RunEnd, Tracker
 from hpstudy.tracking.writer import Writer
 from hpstudy.train import interrupts
 from hpstudy.train.loop import describe_device, leave_a_core, pick_device
@@ -210,7 +210,8 @@ def _start_parent(plan: Plan, tracker: Tracker, command: str, study: optuna.Stud
 
 
 def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str,
-               on_trial: TrialCallback | None = None) -> tuple[str, list[str]]:
+               on_trial: TrialCallback | None = None, early: RunEnd | None = None
+               ) -> tuple[str, list[str]]:
     """Run this process's trials; why it stopped early (or ''), and figures that failed.
 
     A trial that raises fails alone; interrupted trials are queued again before the
@@ -218,7 +219,7 @@ def run_trials(plan: Plan, study: optuna.Study, tracker: Tracker, parent_id: str
     """
     on_device = plan.data.for_training(plan.torch_device)  # once per call, not once per trial
     leave_a_core(plan.torch_device)
-    writer = Writer()
+    writer = Writer(first=early)  # drawn beside the first trials
     objective = Objective(plan.config, on_device, tracker, parent_id, plan.torch_device, writer,
                           plan.stores.storage)
     guard = FailureGuard(plan.config.max_failures)
@@ -297,7 +298,8 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
     failed: Exception | None = None  # (not `error`: the `except NoChampion as error` below)
     try:
         if plan.jobs == 1:
-            stopped, failures = run_trials(plan, study, tracker, run_id, on_trial)
+            stopped, failures = run_trials(plan, study, tracker, run_id, on_trial,
+                                           early_views(config, plan.data, tracker, run_id))
         else:
             problems = workers.run(_worker_args(plan, run_id), plan.jobs, plan.trials,
                                    plan.device, torch.cuda.device_count(), study, first, on_trial)

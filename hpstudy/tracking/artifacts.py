@@ -190,3 +190,8 @@ def read_run(tracking_uri: str, run_id: str, metrics: Sequence[str] = ()) -> Log
 def read_text(tracking_uri: str, run_id: str, path: str) -> str:
     """A text artifact of a run (e.g. the study file of an `optimize` call's parent run)."""
     return _download("the file", f"runs:/{run_id}/{path}", tracking_uri).read_text()
+
+
+def read_bytes(tracking_uri: str, run_id: str, path: str) -> bytes:
+    """A binary artifact of a run (e.g. a view of the study, as PNG)."""
+    return _download("the file", f"runs:/{run_id}/{path}", tracking_uri).read_bytes()

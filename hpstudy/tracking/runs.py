@@ -39,7 +39,7 @@ from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import storage
 from hpstudy.search.record import COMMAND_TAG, FIGURES_ERROR_TAG, RUN_FINISHED, TRIAL_TAG
-from hpstudy.tracking.artifacts import MODEL_NAME, WEIGHTS_FILE, files, rerooted
+from hpstudy.tracking.artifacts import MODEL_NAME, WEIGHTS_FILE, files, read_bytes, rerooted
 from hpstudy.tracking.packaging import save_network
 from hpstudy.tracking.registry import Registry
 from hpstudy.train.loop import EpochMetrics
@@ -260,6 +260,13 @@ class Tracker(Registry):
                     path.write_bytes(content)
             self.client.log_artifacts(run_id, folder, "study")
 
+    def study_file(self, run_id: str, filename: str) -> bytes | None:
+        """A file under a call's `study/` that is logged already (by the writer), else None."""
+        if filename not in {Path(f.path).name for f in self.client.list_artifacts(run_id,
+                                                                                   "study")}:
+            return None
+        return read_bytes(self.uri, run_id, f"study/{filename}")
+
     def delete_artifacts(self, run_id: str, paths: Sequence[str], why: str) -> int:
         """Delete a run's artifacts at `paths` (through MLflow's artifact repository, local or
         remote); tag the run with `why`; the bytes freed where they can be counted."""
@@ -310,7 +317,7 @@ class RunEnd:
 
     tracking_uri: str
     run_id: str
-    status: str  # FINISHED, FAILED or KILLED
+    status: str  # FINISHED, FAILED or KILLED; "" leaves it running (a call's early files)
     tags: dict[str, str]
     figures: tuple[tuple[str, Callable[..., Figure], tuple], ...] = ()  # (file, draw, args)
     texts: tuple[tuple[str, str], ...] = ()  # (file, text)
@@ -337,8 +344,10 @@ def write_run_end(job: RunEnd) -> None:
         except Exception as failure:
             error = f"{filename}: {type(failure).__name__}: {failure}"[:TAG_LIMIT]
     tags = job.tags | ({FIGURES_ERROR_TAG: error} if error else {})
-    client.log_batch(job.run_id, tags=[RunTag(k, str(v)[:TAG_LIMIT]) for k, v in tags.items()])
-    client.set_terminated(job.run_id, status=job.status, end_time=job.end_time)
+    if tags:
+        client.log_batch(job.run_id, tags=[RunTag(k, str(v)[:TAG_LIMIT]) for k, v in tags.items()])
+    if job.status:
+        client.set_terminated(job.run_id, status=job.status, end_time=job.end_time)
     if error:
         raise RuntimeError(f"a figure could not be written ({error})")
 

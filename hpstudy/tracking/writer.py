@@ -42,13 +42,15 @@ class Writer:
     (default: the cores, at most MAX_PROCESSES).
     """
 
-    def __init__(self, processes: int | None = None) -> None:
+    def __init__(self, processes: int | None = None, first: RunEnd | None = None) -> None:
         self._limit = processes or min(MAX_PROCESSES, os.cpu_count() or 1)
         self._channels: list[_Channel] = []  # one started on first use; more at a flush
         self._done = threading.Condition()
         self._answers: list[tuple[str, str]] = []  # (run id, error or '') as they come back
         self._submitted = 0
         self._started = 0
+        if first is not None:  # a job to begin with (a call's early views)
+            self.submit(first)
 
     @property
     def processes(self) -> int:

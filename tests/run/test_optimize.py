@@ -157,6 +157,7 @@ def test_a_timeout_alone_runs_as_many_trials_as_fit(write_study, stores):
 
 def test_each_call_leaves_the_study_views_table_and_report_on_its_parent_run(finished_study,
                                                                             tmp_path):
+    import base64
     import csv
 
     _, stores, _, second = finished_study
@@ -172,7 +173,10 @@ def test_each_call_leaves_the_study_views_table_and_report_on_its_parent_run(fin
     with table.open() as rows:
         assert len(list(csv.DictReader(rows))) == 5
     page = Path(client.download_artifacts(second.run_id, "study/report.html", str(tmp_path)))
-    assert page.read_text().count("data:image/png;base64,") >= 7
+    assert page.read_text().count("data:image/png;base64,") >= 8  # every view above
+    samples = Path(client.download_artifacts(second.run_id, "study/samples.png", str(tmp_path)))
+    assert base64.b64encode(samples.read_bytes()).decode() in page.read_text()  # the writer's
+    # picture, drawn while the first trials trained, is the report's: not drawn twice
     best = second.study.best_trial
     assert run.data.params["best.trial"] == str(best.number)
     assert all(run.data.params[f"best.{k}"] == str(v) for k, v in best.params.items())
