@@ -22,7 +22,14 @@ from optuna.trial import TrialState
 from servers import create_database, mlflow_server, postgres_server
 
 from hpstudy.run.workers import devices, shares
-from hpstudy.search.record import REASON_TAG, STATE_TAG, TRIAL_TAG, TrialRecord
+from hpstudy.search.objective import CONFUSION_PNG, CURVES_PNG, WEIGHTS_PNG
+from hpstudy.search.record import (
+    FIGURES_ERROR_TAG,
+    REASON_TAG,
+    STATE_TAG,
+    TRIAL_TAG,
+    TrialRecord,
+)
 
 pytestmark = pytest.mark.slow  # real processes, servers or whole studies
 
@@ -183,6 +190,11 @@ def test_a_signal_after_the_last_trial_exits_130_with_the_command_that_finishes(
     study, client, experiment = stores_in(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2  # both kept
     check_consistent(study, client, experiment)  # nothing RUNNING
+    for trial in study.trials:  # and no figure lost: the writer finished before the signal
+        run_id = TrialRecord.of(trial).run_id  # was acted on
+        assert {CURVES_PNG, WEIGHTS_PNG, CONFUSION_PNG} <= {
+            a.path for a in client.list_artifacts(run_id)}, trial.number
+        assert FIGURES_ERROR_TAG not in client.get_run(run_id).data.tags
     code, out, err = finish(hpstudy(*shlex.split(finishing)[1:], cwd=tmp_path))
     assert code == 0 and "Champion" in out, err
     study, client, experiment = stores_in(tmp_path)
