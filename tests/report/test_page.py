@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -65,7 +67,12 @@ def test_report_reuses_the_page_optimize_drew_until_the_study_changes(finished_s
     from hpstudy.tracking.artifacts import read_text
 
     config, stores, _, second = finished_study
-    shutil.copytree(Path(stores.storage.removeprefix("sqlite:///")).parent, tmp_path / "copy")
+    live = Path(stores.storage.removeprefix("sqlite:///")).parent
+    shutil.copytree(live, tmp_path / "copy", ignore=shutil.ignore_patterns("*.db*"))
+    for name in ("optuna.db", "mlflow.db"):  # through SQLite: copying a live database's files
+        with (contextlib.closing(sqlite3.connect(live / name)) as source,  # (-wal, -shm) drops
+              contextlib.closing(sqlite3.connect(tmp_path / "copy" / name)) as target):
+            source.backup(target)  # this process's locks on them, and breaks the session's store
     copy = Stores(f"sqlite:///{tmp_path}/copy/optuna.db", f"sqlite:///{tmp_path}/copy/mlflow.db")
     run_id, reused = write_report(config, copy.storage, copy.tracking_uri, tmp_path / "a.html",
                                   data=lambda: pytest.fail("an unchanged study needs no data"))
