@@ -42,6 +42,20 @@ DRIVER_HINT = {"postgresql": "pip install 'hpstudy[postgres]' (psycopg)",
                "mysql": "pip install pymysql, and write mysql+pymysql://"}
 
 
+def runs_link(tracking_uri: str, experiment_id: str, ui_port: int = 5000) -> str:
+    """The MLflow UI page of the study's runs, best validation loss first (MLflow 3 opens its
+    GenAI overview at the bare experiment link, and nests trial runs under their call's run
+    unless the table is sorted by something other than date), and, for a local store, the
+    command that starts the UI."""
+    page = (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    port = "" if ui_port == 5000 else f" --port {ui_port}"
+    return (f"http://127.0.0.1:{ui_port}/{page}  (after `mlflow ui --backend-store-uri "
+            f"{tracking_uri}{port}`)")
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI, or None for any other URI."""
     parsed = urlparse(uri)

@@ -79,3 +79,15 @@ def test_a_database_locked_by_a_live_writer_is_not_called_foreign(tmp_path):
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_the_link_names_the_runs_page_the_port_and_how_to_start_the_ui():
+    assert storage.runs_link("sqlite:///mlruns/mlflow.db", "3") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true  "
+        "(after `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`)")
+    assert storage.runs_link("sqlite:///x.db", "3", ui_port=8080).startswith("http://127.0.0.1:8080/#/")
+    assert "--port 8080`" in storage.runs_link("sqlite:///x.db", "3", ui_port=8080)
+    assert storage.runs_link("http://mlflow.example:5000/", "3") == (
+        "http://mlflow.example:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")

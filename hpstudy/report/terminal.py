@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from hpstudy.errors import UserError
 from hpstudy.search.record import DIVERGED, TrialRecord, state_counts
 from hpstudy.spec.space import edges
-from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from hpstudy.storage import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, runs_link
 
 if TYPE_CHECKING:
     import argparse
@@ -157,20 +157,6 @@ def summary(outcome: Outcome, config: StudyConfig, stores: Stores, ui_port: int 
               + ("" if stores.tracking_uri == DEFAULT_TRACKING_URI
                  else f" --tracking-uri {stores.tracking_uri}")]
     return "\n".join(lines)
-
-
-def runs_link(tracking_uri: str, experiment_id: str, ui_port: int = 5000) -> str:
-    """The MLflow UI page of the study's runs, best validation loss first (MLflow 3 opens its
-    GenAI overview at the bare experiment link, and nests trial runs under their call's run
-    unless the table is sorted by something other than date), and, for a local store, the
-    command that starts the UI."""
-    page = (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-            "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/{page}"
-    port = "" if ui_port == 5000 else f" --port {ui_port}"
-    return (f"http://127.0.0.1:{ui_port}/{page}  (after `mlflow ui --backend-store-uri "
-            f"{tracking_uri}{port}`)")
 
 
 def repairs(outcome: Outcome) -> str:

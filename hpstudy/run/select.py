@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpstudy.data import Dataset, Split
 from hpstudy.errors import NoChampion, UserError
 from hpstudy.search.record import CHAMPION_ATTR, TrialRecord
+from hpstudy.storage import runs_link
 from hpstudy.tracking.artifacts import WEIGHTS_FILE, load_network
 from hpstudy.tracking.packaging import dataset_input
 from hpstudy.tracking.runs import DELETED_TAG, Tracker
@@ -193,6 +194,7 @@ def _select(study: optuna.Study, data: Dataset, tracker: Tracker, run_id: str,
     study.set_user_attr(CHAMPION_ATTR, {  # where optuna-dashboard and Optuna's API look
         "trial": decision.trial, "model": f"models:/{decision.name}@{CHAMPION}",
         "version": version, "run_id": decision.run_id, "tracking_uri": tracker.uri,
+        "mlflow_runs": runs_link(tracker.uri, tracker.experiment_id),
         "val_loss": decision.val_loss, "test_loss": test_loss,
         "test_acc": None if math.isnan(test_acc) else test_acc})
     return Selection(decision, version, test_loss, test_acc)

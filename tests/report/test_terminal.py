@@ -9,21 +9,9 @@ import pytest
 from mlflow import MlflowClient
 from servers import mlflow_server
 
-from hpstudy.report.terminal import runs_link
+from hpstudy.storage import runs_link
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def test_the_link_names_the_runs_page_the_port_and_how_to_start_the_ui():
-    assert runs_link("sqlite:///mlruns/mlflow.db", "3") == (
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
-        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true  "
-        "(after `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`)")
-    assert runs_link("sqlite:///x.db", "3", ui_port=8080).startswith("http://127.0.0.1:8080/#/")
-    assert "--port 8080`" in runs_link("sqlite:///x.db", "3", ui_port=8080)
-    assert runs_link("http://mlflow.example:5000/", "3") == (
-        "http://mlflow.example:5000/#/experiments/3/runs?workflowType=machine_learning"
-        "&orderByKey=metrics.%60val_loss%60&orderByAsc=true")
 
 
 def rendered(url: str) -> str:

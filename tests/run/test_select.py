@@ -46,6 +46,8 @@ def test_optuna_dashboard_reads_the_metric_name_and_the_champion_from_the_study(
                                                                               "champion")
     assert str(champion["trial"]) == registered.tags["trial"]
     assert champion["test_acc"] == pytest.approx(float(registered.tags["test_acc"]))
+    experiment = MlflowClient(stores.tracking_uri).get_experiment_by_name(config.name)
+    assert f"#/experiments/{experiment.experiment_id}/runs?" in champion["mlflow_runs"]
     for trial in study.trials:  # each trial's outcome as its own attribute, not inside a blob
         assert trial.user_attrs["hpstudy.state"] == TrialRecord.of(trial).state
 
