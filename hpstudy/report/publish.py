@@ -86,10 +86,10 @@ def study_state(study: optuna.Study) -> str:
 
 def report_page(study: optuna.Study, config: StudyConfig, tracker: Tracker,
                 views: list[View] | None = None, warnings: list[str] | None = None,
-                data: Dataset | None = None) -> str:
-    """The study's HTML report (views drawn now unless given)."""
+                data: Dataset | None = None, samples: bytes | None = None) -> str:
+    """The study's HTML report (views drawn now unless given; `samples` as in study_views)."""
     if views is None:
-        views = study_views(study, config, data)
+        views = study_views(study, config, data, samples)
     if warnings is None:
         warnings = edge_warnings(study, config)
     version = tracker.version_by_alias(config.name, CHAMPION)
@@ -109,8 +109,10 @@ def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, outpu
     """`hpstudy report`: the HTML page at `output`, and on the study's latest `optimize` run.
 
     When the study has not changed since that run drew its report, the page is that one
-    (no figure drawn, `data` not loaded). Returns the run's id (None if the study has
-    none) and whether its page was reused. Reads the study; runs nothing.
+    (no figure drawn, `data` not loaded); else its views are drawn again, but for the
+    dataset's samples, which that run has already (`data` is loaded only without them).
+    Returns the run's id (None if the study has none) and whether its page was reused.
+    Reads the study; runs nothing.
     """
     study = load_existing(config.name, storage_url)
     tracker = Tracker(tracking_uri, config.name)
@@ -118,7 +120,8 @@ def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, outpu
     if run_id is not None and tracker.run_tags(run_id).get(SHOWS_TAG) == state:
         output.write_text(read_text(tracker.uri, run_id, f"study/{REPORT_FILE}"), encoding="utf-8")
         return run_id, True
-    page = report_page(study, config, tracker, data=data())
+    samples = tracker.study_file(run_id, SAMPLES_PNG) if run_id is not None else None
+    page = report_page(study, config, tracker, data=None if samples else data(), samples=samples)
     output.write_text(page, encoding="utf-8")
     if run_id is not None:
         tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
