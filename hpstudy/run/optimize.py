@@ -298,8 +298,8 @@ def optimize(plan: Plan, on_trial: TrialCallback | None = None,
     failed: Exception | None = None  # (not `error`: the `except NoChampion as error` below)
     try:
         if plan.jobs == 1:
-            stopped, failures = run_trials(plan, study, tracker, run_id, on_trial,
-                                           early_views(config, plan.data, tracker, run_id))
+            stopped, failures = run_trials(plan, study, tracker, run_id, on_trial, early_views(
+                config, plan.data, tracker, run_id) if plan.trials != 0 else None)
         else:
             problems = workers.run(_worker_args(plan, run_id), plan.jobs, plan.trials,
                                    plan.device, torch.cuda.device_count(), study, first, on_trial)
