@@ -3,7 +3,8 @@
 A benchmark, not a test. It runs the README's quick start (`hpstudy optimize --study
 digits_mlp`, 20 trials) in a fresh folder, reads its output line by line as it comes, and
 notes when the last trial's line, "Selecting the champion", "Drawing the study's views",
-the closing summary and the process's exit arrive. With `--against DIR` (another checkout
+the closing summary and the process's exit arrive; then times `hpstudy report` and
+`hpstudy trials` on the finished study. With `--against DIR` (another checkout
 of hpstudy, e.g. `git worktree add DIR <commit>`) that version runs too, alternately A B
 A B, so the two are measured side by side on the same machine in one run.
 
@@ -51,6 +52,11 @@ def one_run(checkout: Path, trials: int) -> dict[str, float]:
         if process.wait() != 0:
             raise SystemExit(f"{checkout}: optimize exited {process.returncode}")
         seen["exit"] = time.perf_counter() - started
+        for command in ("report", "trials"):  # what people run next, on the finished study
+            begun = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "hpstudy", command, "--study", "digits_mlp"],
+                           cwd=folder, env=env, check=True, capture_output=True)
+            seen[f"{command}_s"] = time.perf_counter() - begun
     return seen | {"tail": seen["exit"] - seen["last_trial"]}
 
 
@@ -80,11 +86,14 @@ def main() -> None:
               + f" --runs {args.runs} --trials {args.trials}",
               "sides": {side: {"runs": rows,
                                "median_tail_s": statistics.median(r["tail"] for r in rows),
-                               "median_whole_s": statistics.median(r["exit"] for r in rows)}
+                               "median_whole_s": statistics.median(r["exit"] for r in rows),
+                               "median_report_s": statistics.median(r["report_s"] for r in rows),
+                               "median_trials_s": statistics.median(r["trials_s"] for r in rows)}
                         for side, rows in runs.items()}}
     for side, summary in result["sides"].items():
-        print(f"{side:>8}: median whole {summary['median_whole_s']:.1f} s, median tail "
-              f"{summary['median_tail_s']:.2f} s")
+        print(f"{side:>8}: median whole {summary['median_whole_s']:.1f} s, tail "
+              f"{summary['median_tail_s']:.2f} s, report {summary['median_report_s']:.2f} s, "
+              f"trials {summary['median_trials_s']:.2f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -208,6 +208,17 @@ def full_store(error: BaseException | str) -> str:
     return "artifacts"
 
 
+@contextlib.contextmanager
+def stops_on_full_disk(storage_url: str, tracking_uri: str, experiment: str) -> Iterator[None]:
+    """Inside, a full disk met anywhere (either store, the artifact folder) is a DiskFull."""
+    try:
+        yield
+    except Exception as error:
+        if (full := disk_full(error, storage_url, tracking_uri, experiment)) is None:
+            raise
+        raise full from None
+
+
 def disk_full(error: BaseException | str, storage_url: str, tracking_uri: str,
               experiment: str) -> DiskFull | None:
     """`error` as a DiskFull naming the store, its folder, the space left and the fix; or None."""

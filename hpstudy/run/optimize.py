@@ -7,6 +7,7 @@ bad input writes nothing; `optimize` and `work` then execute a plan.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import time
@@ -255,12 +256,9 @@ def _stops_on_full_disk(operation: Callable[..., Outcome]) -> Callable[..., Outc
     """`operation(plan, ...)`, where a full disk met anywhere (its start too) is a DiskFull."""
     @functools.wraps(operation)
     def guarded(plan: Plan, *args: Any, **kwargs: Any) -> Outcome:
-        try:
+        with storage.stops_on_full_disk(plan.stores.storage, plan.stores.tracking_uri,
+                                        plan.config.name):
             return operation(plan, *args, **kwargs)
-        except Exception as error:
-            if (full := _disk_full(plan, error)) is None:
-                raise
-            raise full from None
 
     return guarded
 
@@ -403,17 +401,19 @@ def select_only(config: StudyConfig, stores: Stores, dry_run: bool = False,
     rule = floor(data.val, config.champion_floor, config.max_val_loss)
     study = load_existing(config.name, stores.storage)
     best_trial(study, rule)  # fails early, before a run is created, when nothing qualifies
-    tracker = Tracker(stores.tracking_uri, config.name)
-    if dry_run:
-        return decide(study, data, tracker, _network_of(config, data, tracker), rule)
-    run_id = tracker.start_run("select", tags={STUDY_TAG: config.name, COMMAND_TAG: "select"}
-                               | Process.this().tags())
-    status = RUN_FAILED
-    try:
-        selection = select(study, data, tracker, run_id, _network_of(config, data, tracker), rule,
-                           config.data.name)
-        _keep_best(config, study, tracker, rule)
-        status = RUN_FINISHED
-    finally:
-        tracker.end_run(run_id, status)
-    return selection
+    with storage.stops_on_full_disk(stores.storage, stores.tracking_uri, config.name):
+        tracker = Tracker(stores.tracking_uri, config.name)
+        if dry_run:
+            return decide(study, data, tracker, _network_of(config, data, tracker), rule)
+        run_id = tracker.start_run("select", tags={STUDY_TAG: config.name,
+                                                   COMMAND_TAG: "select"} | Process.this().tags())
+        status = RUN_FAILED
+        try:
+            selection = select(study, data, tracker, run_id, _network_of(config, data, tracker),
+                               rule, config.data.name)
+            _keep_best(config, study, tracker, rule)
+            status = RUN_FINISHED
+        finally:
+            with contextlib.suppress(Exception):  # a full disk: the next start closes it
+                tracker.end_run(run_id, status)
+        return selection

@@ -87,3 +87,28 @@ def test_a_study_that_fills_its_disk_stops_with_one_message_and_resumes_after(sm
             if int(run.data.tags[TRIAL_TAG]) in cut_off:
                 assert run.info.status == "FAILED" and run.data.tags[REASON_TAG]
 
+
+
+def test_select_on_a_full_disk_stops_with_one_message_and_runs_again_after(small_disk):
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    assert optimize(small_disk, 2, 1).returncode == 0
+    filler = small_disk / "filler"
+    with filler.open("wb") as out:  # everything the disk has left
+        try:
+            while True:
+                out.write(b"\0" * 2**16)
+                out.flush()
+        except OSError:
+            pass
+    select = [sys.executable, "-m", "hpstudy", "select", "--study", "digits_mlp", *SMALL]
+    full = subprocess.run(select, cwd=small_disk, capture_output=True, text=True, timeout=600)
+    assert full.returncode == DiskFull.exit_code, full.stderr[-3000:]
+    messages = [line for line in full.stderr.splitlines() if line.startswith("hpstudy:")]
+    assert len(messages) == 1 and messages[0].startswith("hpstudy: disk full: "), full.stderr
+    assert "Traceback" not in full.stderr + full.stdout
+    filler.unlink()
+    again = subprocess.run(select, cwd=small_disk, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{small_disk}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
