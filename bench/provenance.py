@@ -4,6 +4,7 @@ strict JSON. Shared by the scripts in bench/ (imported as a sibling module)."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -58,3 +59,10 @@ def finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value if value is None or isinstance(value, bool | int | str) else str(value)
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """A benchmark's result as strict JSON at `path` (its folder made), and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(result), indent=2) + "\n")
+    print(f"wrote {path}")

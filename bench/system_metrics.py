@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-from provenance import machine, versions
+from provenance import machine, versions, write_result
 
 from hpstudy.tracking.runs import SYSTEM_EVERY, quiet
 
@@ -78,9 +77,7 @@ def main() -> None:
         "hpstudy_interval_s": SYSTEM_EVERY}
     print(f"monitor: {1000 * per_sample:.1f} ms CPU a sample; at one sample every "
           f"{SYSTEM_EVERY:g} s that is {100 * per_sample / SYSTEM_EVERY:.2f}% of one core")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

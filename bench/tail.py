@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import machine, versions
+from provenance import machine, versions, write_result
 
 HERE = Path(__file__).resolve().parent.parent
 MARKS = {"selecting": "Selecting the champion", "drawing": "Drawing the study's views",
@@ -94,9 +93,7 @@ def main() -> None:
         print(f"{side:>8}: median whole {summary['median_whole_s']:.1f} s, tail "
               f"{summary['median_tail_s']:.2f} s, report {summary['median_report_s']:.2f} s, "
               f"trials {summary['median_trials_s']:.2f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
