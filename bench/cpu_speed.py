@@ -57,7 +57,7 @@ from hpstudy.models import build_model
 from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
 from hpstudy.search.record import TrialRecord
 from hpstudy.spec.study_file import StudyConfig, load_study
-from hpstudy.tracking.runs import quiet
+from hpstudy.tracking.artifacts import quiet
 from hpstudy.train.loop import evaluate
 
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day

@@ -47,7 +47,7 @@ from hpstudy.run.optimize import Stores, optimize, plan
 from hpstudy.search.record import TrialRecord
 from hpstudy.spec.finding import BUNDLED_STUDIES_DIR
 from hpstudy.spec.study_file import load_study
-from hpstudy.tracking.runs import quiet
+from hpstudy.tracking.artifacts import quiet
 from hpstudy.train.loop import Recipe, fit, pick_device
 
 EPOCH_IMAGES = 50_000  # the issue's unit: one pass over CIFAR-10's training images

@@ -62,7 +62,7 @@ from hpstudy.errors import UserError
 from hpstudy.run.optimize import Outcome, Stores, load_data, optimize, plan
 from hpstudy.search.record import TrialRecord
 from hpstudy.spec.study_file import StudyConfig, load_study
-from hpstudy.tracking.runs import quiet
+from hpstudy.tracking.artifacts import quiet
 
 RESULTS = Path(__file__).parent / "results"  # default home of the JSON, one file per day
 STUDY = "mlp_mnist"  # report 004's study file

@@ -23,7 +23,8 @@ from mlflow import MlflowClient
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from provenance import machine, versions, write_result
 
-from hpstudy.tracking.runs import SYSTEM_EVERY, quiet
+from hpstudy.tracking.artifacts import quiet
+from hpstudy.tracking.runs import SYSTEM_EVERY
 
 
 def cpu_seconds(client: MlflowClient, experiment: str, seconds: float, every: float,

@@ -206,13 +206,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the study's HTML report: best trials, the study's plots, the champion."""
     config = _load(args)
     _check_flags(args)
-    from hpstudy.report.publish import write_report
-    from hpstudy.run.optimize import load_data
+    from hpstudy.report.reuse import write_report
 
     _quiet_mlflow()
 
     def data() -> Dataset | None:  # only the sample grid needs it: loaded when drawing
         try:
+            from hpstudy.run.optimize import load_data  # (torch: only when drawing)
             return load_data(config, args.data_dir)
         except UserError as error:
             print(f"hpstudy: warning: no dataset sample in the report ({error})", file=sys.stderr)
@@ -389,7 +389,7 @@ def _quiet() -> None:
 
 def _quiet_mlflow() -> None:
     """MLflow speaks only when something is wrong; call it after MLflow is imported."""
-    from hpstudy.tracking.runs import quiet
+    from hpstudy.tracking.artifacts import quiet
 
     quiet()
 

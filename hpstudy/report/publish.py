@@ -9,13 +9,12 @@ report (`report`) as `study/report.html`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
 
 from hpstudy.data import Dataset
 from hpstudy.report.page import render
+from hpstudy.report.reuse import REPORT_FILE, SHOWS_TAG, study_state
 from hpstudy.report.table import trials_table
 from hpstudy.report.views import (
     SAMPLES_PNG,
@@ -28,19 +27,12 @@ from hpstudy.report.views import (
     study_views,
 )
 from hpstudy.run.select import CHAMPION
-from hpstudy.search.record import CHAMPION_ATTR
-from hpstudy.search.study import load_existing
 from hpstudy.spec.study_file import StudyConfig
 from hpstudy.storage import DEFAULT_TRACKING_URI
-from hpstudy.tracking.artifacts import read_text
 from hpstudy.tracking.runs import RunEnd, Tracker
 
-if TYPE_CHECKING:
-    pass
-
 EDGE_TAG = "hpstudy.edge_warning"  # searched parameters whose best value sits on a bound
-SHOWS_TAG = "hpstudy.report_shows"  # the study state (`study_state`) the run's report shows
-REPORT_FILE, TABLE_FILE = "report.html", "trials.csv"  # under the run's study/
+TABLE_FILE = "trials.csv"  # under the run's study/, beside REPORT_FILE
 
 
 def early_views(config: StudyConfig, data: Dataset, tracker: Tracker, run_id: str
@@ -75,15 +67,6 @@ def publish(study: optuna.Study, config: StudyConfig, data: Dataset | None, trac
     return failed
 
 
-def study_state(study: optuna.Study) -> str:
-    """What a report shows, in one line: it changes when a trial starts or ends, or when the
-    champion moves (so an unchanged study's report can be reused)."""
-    trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state.is_finished() for t in trials)
-    champion = study.user_attrs.get(CHAMPION_ATTR, {}).get("version")
-    return f"{len(trials)} trials, {finished} finished, champion version {champion}"
-
-
 def report_page(study: optuna.Study, config: StudyConfig, tracker: Tracker,
                 views: list[View] | None = None, warnings: list[str] | None = None,
                 data: Dataset | None = None, samples: bytes | None = None) -> str:
@@ -104,26 +87,15 @@ def serve_hint(name: str, tracking_uri: str) -> str:
             f"hpstudy predict --study {name}{store} IMAGE.png   # or locally, no server")
 
 
-def write_report(config: StudyConfig, storage_url: str, tracking_uri: str, output: Path,
-                 data: Callable[[], Dataset | None]) -> tuple[str | None, bool]:
-    """`hpstudy report`: the HTML page at `output`, and on the study's latest `optimize` run.
-
-    When the study has not changed since that run drew its report, the page is that one
-    (no figure drawn, `data` not loaded); else its views are drawn again, but for the
-    dataset's samples, which that run has already (`data` is loaded only without them).
-    Returns the run's id (None if the study has none) and whether its page was reused.
-    Reads the study; runs nothing.
-    """
-    study = load_existing(config.name, storage_url)
+def redraw_report(study: optuna.Study, config: StudyConfig, tracking_uri: str,
+                  run_id: str | None, state: str, data: Callable[[], Dataset | None]) -> str:
+    """`hpstudy report` on a study that changed: the page drawn again (but for the dataset's
+    samples where `run_id`, its latest optimize run, has them: `data` is loaded only without
+    them), and logged to that run as showing `state`."""
     tracker = Tracker(tracking_uri, config.name)
-    run_id, state = tracker.latest_parent_run("optimize"), study_state(study)
-    if run_id is not None and tracker.run_tags(run_id).get(SHOWS_TAG) == state:
-        output.write_text(read_text(tracker.uri, run_id, f"study/{REPORT_FILE}"), encoding="utf-8")
-        return run_id, True
     samples = tracker.study_file(run_id, SAMPLES_PNG) if run_id is not None else None
     page = report_page(study, config, tracker, data=None if samples else data(), samples=samples)
-    output.write_text(page, encoding="utf-8")
     if run_id is not None:
         tracker.log_text(run_id, page, f"study/{REPORT_FILE}")
         tracker.set_tags(run_id, {SHOWS_TAG: state})
-    return run_id, False
+    return page

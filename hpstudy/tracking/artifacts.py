@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from hpstudy import storage
 from hpstudy.errors import UserError
+from hpstudy.search.record import COMMAND_TAG
 
 if TYPE_CHECKING:  # torch is imported where a network is handled: the figure writer needs none
     import torch
@@ -33,6 +35,30 @@ def _require_store(tracking_uri: str) -> None:
     if path is not None and not path.exists():
         raise UserError(f"no MLflow store at {tracking_uri} ({path} does not exist): run "
                         "`hpstudy optimize` first, or pass the --tracking-uri it used.")
+
+
+def quiet() -> None:
+    """Keep MLflow's informational chatter (and download progress bars) out of the CLI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs every database error it then raises, traceback and all: hpstudy reports the error
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+def latest_call(tracking_uri: str, experiment: str, command: str
+                ) -> tuple[str, dict[str, str]] | None:
+    """The most recent run of an `hpstudy COMMAND` call in `experiment`, and its tags; None
+    if there is none (or no store: this never creates one)."""
+    path = storage.sqlite_file(tracking_uri)
+    if path is not None and not path.exists():
+        return None
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], f"tags.`{COMMAND_TAG}` = '{command}'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if (
+        found) else []
+    return (runs[0].info.run_id, dict(runs[0].data.tags)) if runs else None
 
 
 def registered_version(tracking_uri: str, name: str, alias: str) -> ModelVersion | None:

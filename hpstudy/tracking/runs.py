@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +36,15 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.time import get_current_time_millis
 
 from hpstudy import storage
-from hpstudy.search.record import COMMAND_TAG, FIGURES_ERROR_TAG, RUN_FINISHED, TRIAL_TAG
-from hpstudy.tracking.artifacts import MODEL_NAME, WEIGHTS_FILE, files, read_bytes, rerooted
+from hpstudy.search.record import FIGURES_ERROR_TAG, RUN_FINISHED, TRIAL_TAG
+from hpstudy.tracking.artifacts import (
+    MODEL_NAME,
+    WEIGHTS_FILE,
+    files,
+    latest_call,
+    read_bytes,
+    rerooted,
+)
 from hpstudy.tracking.packaging import save_network
 from hpstudy.tracking.registry import Registry
 from hpstudy.train.loop import EpochMetrics
@@ -67,20 +72,11 @@ def _timed(method: Callable) -> Callable:
     return timed
 
 
-def quiet() -> None:
-    """Keep MLflow's informational chatter (and download progress bars) out of the CLI."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # it logs every database error it then raises, traceback and all: hpstudy reports the error
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-
-
 class Tracker(Registry):
     """One MLflow experiment (one study) in one tracking store, and its registry."""
 
     def __init__(self, tracking_uri: str, experiment: str):
-        self.uri = tracking_uri
+        self.uri, self.experiment = tracking_uri, experiment
         self.spent: dict[str, float] = {}  # run id -> seconds spent logging to it
         self.monitors: dict[str, Any] = {}  # run id -> its SystemMetricsMonitor, until it ends
         self.context = resolve_tags({})  # MLflow's source, user and git tags, as fluent runs get
@@ -283,9 +279,8 @@ class Tracker(Registry):
 
     def latest_parent_run(self, command: str) -> str | None:
         """The most recent run of an `hpstudy COMMAND` call in this experiment, or None."""
-        runs = self.client.search_runs([self.experiment_id], f"tags.`{COMMAND_TAG}` = '{command}'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
-        return runs[0].info.run_id if runs else None
+        found = latest_call(self.uri, self.experiment, command)
+        return found[0] if found else None
 
     def end_run(self, run_id: str, status: str = RUN_FINISHED,
                 tags: Mapping[str, Any] | None = None) -> None:

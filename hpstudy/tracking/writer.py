@@ -234,7 +234,7 @@ def serve(jobs: BinaryIO, answers: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
-    from hpstudy.tracking.runs import quiet
+    from hpstudy.tracking.artifacts import quiet
 
     quiet()
     answers_out = os.fdopen(os.dup(1), "wb")  # answers get the real stdout; anything a

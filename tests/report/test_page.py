@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_the_report_opens_in_a_browser_with_every_image_and_no_network(finished_
 def test_report_reuses_the_page_optimize_drew_until_the_study_changes(finished_study, tmp_path):
     import optuna
 
-    from hpstudy.report.publish import write_report
+    from hpstudy.report.reuse import write_report
     from hpstudy.run.optimize import Stores
     from hpstudy.tracking.artifacts import read_text
 
@@ -79,6 +80,14 @@ def test_report_reuses_the_page_optimize_drew_until_the_study_changes(finished_s
     assert reused and run_id == second.run_id
     logged = read_text(copy.tracking_uri, run_id, "study/report.html")
     assert (tmp_path / "a.html").read_text() == logged
+    probe = ("import sys; from hpstudy.cli import main; code = main(['report', '--study', "
+             f"'{config.path}', '--storage', '{copy.storage}', '--tracking-uri', "
+             f"'{copy.tracking_uri}', '--output', '{tmp_path / 'c.html'}']); "
+             "print([m for m in ('torch', 'matplotlib') if m in sys.modules], code)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.splitlines()[-1] == "[] 0", done.stdout + done.stderr  # a quick reuse
+    assert (tmp_path / "c.html").read_text() == logged
     from hpstudy.search.record import state_counts
 
     study = optuna.load_study(study_name=config.name, storage=copy.storage)
